@@ -1,0 +1,88 @@
+// swift-tools-version:6.0
+// Kiln: continuous integration and delivery for machine learning.
+// The module graph and its one-way dependencies are described in DESIGN.md (Modules).
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "kiln",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "kiln", targets: ["kiln"]),
+        .library(name: "KilnSandbox", targets: ["KilnSandbox"]),
+        .library(name: "KilnStore", targets: ["KilnStore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // Everything between clone() and execve(): must be C (see the header).
+        .target(name: "CKilnSandbox"),
+        .systemLibrary(
+            name: "CSeccomp",
+            pkgConfig: "libseccomp",
+            providers: [.apt(["libseccomp-dev"])]
+        ),
+        .systemLibrary(
+            name: "CArchive",
+            pkgConfig: "libarchive",
+            providers: [.apt(["libarchive-dev"])]
+        ),
+        .target(
+            name: "KilnSandbox",
+            dependencies: [
+                "CKilnSandbox", "CSeccomp",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KilnStore",
+            dependencies: [
+                "CArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "KilnRecipe", swiftSettings: swiftSettings),
+        .target(
+            name: "KilnEngine",
+            dependencies: ["KilnSandbox", "KilnStore", "KilnRecipe"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "KilnCommands",
+            dependencies: [
+                "KilnEngine", "KilnSandbox", "KilnStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "kiln", dependencies: ["KilnCommands"], swiftSettings: swiftSettings),
+
+        // Test-only: a C program the isolation suite runs inside the sandbox, one probe per attack.
+        .executableTarget(name: "kiln-probe"),
+        .target(
+            name: "KilnTestSupport",
+            dependencies: ["KilnSandbox", "KilnStore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KilnSandboxTests",
+            dependencies: ["KilnSandbox", "KilnTestSupport", "kiln", "kiln-probe"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "KilnStoreTests",
+            dependencies: ["KilnStore", "KilnTestSupport", "kiln"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,32 @@
+import ArgumentParser
+
+/// The root command. Each subcommand lives in its own file as `extension Kiln { struct … }`.
+public struct Kiln: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "kiln",
+        abstract: "Continuous integration and delivery for machine learning: the same inputs give the same bytes.",
+        discussion: """
+            Every stage of a pipeline runs in a namespace-and-seccomp sandbox that sees only its pinned
+            inputs; its outputs are stored as deterministic archives in a content-addressed cache.
+
+            Exit codes: the sandboxed command's own code; 128+N when it died of signal N;
+            \(KilnExitCode.documentation)
+            """,
+        version: KilnVersion.string,
+        subcommands: [Sandbox.self] + storeCommands
+    )
+
+    public init() {}
+}
+
+/// Kiln's version, recorded in run records and printed by `kiln --version`.
+public enum KilnVersion {
+    public static let string = "0.1.0"
+}
+
+extension Kiln {
+    /// Called by the `kiln` executable; keeps ArgumentParser out of its imports.
+    public static func entrypoint() async {
+        await main()
+    }
+}

@@ -1,0 +1,22 @@
+/// Kiln's own exit codes, distinct from anything a sandboxed command returns with its own meaning.
+/// They follow `timeout(1)` (124) and `docker run`/`podman run` (125); 64 is sysexits' EX_USAGE.
+public enum KilnExitCode {
+    /// A command-line usage error (also what swift-argument-parser uses for validation errors).
+    public static let usage: Int32 = 64
+    /// A sandbox limit killed the command (the memory cgroup's OOM killer).
+    public static let limitExceeded: Int32 = 123
+    /// `--timeout` expired; the whole process tree was killed.
+    public static let timeout: Int32 = 124
+    /// The sandbox could not be set up (the message names the step and the errno).
+    public static let sandboxSetupFailed: Int32 = 125
+    /// The command was found but could not be executed (permission, format).
+    public static let commandNotExecutable: Int32 = 126
+    /// The command was not found in the sandbox.
+    public static let commandNotFound: Int32 = 127
+
+    static let documentation = """
+        \(limitExceeded) when a limit (--memory) killed it; \(timeout) on --timeout; \
+        \(sandboxSetupFailed) when the sandbox could not be set up; \(commandNotExecutable) when the \
+        command could not be executed; \(commandNotFound) when it was not found; \(usage) for usage errors.
+        """
+}

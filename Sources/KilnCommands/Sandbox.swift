@@ -1,0 +1,11 @@
+import ArgumentParser
+
+extension Kiln {
+    /// `kiln sandbox`: the hermetic sandbox on its own, like `bwrap`.
+    struct Sandbox: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run commands in kiln's hermetic sandbox.",
+            subcommands: []
+        )
+    }
+}

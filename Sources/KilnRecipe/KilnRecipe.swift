@@ -1,0 +1,2 @@
+// The recipe model and its YAML decoding (the recipes issue builds this module).
+public enum KilnRecipe {}

@@ -1,0 +1,2 @@
+// Shared fixtures for the test targets.
+public enum KilnTestSupport {}

@@ -1,0 +1,9 @@
+// The executable is deliberately thin: everything lives in KilnCommands so tests can drive it.
+import KilnCommands
+
+@main
+enum Entrypoint {
+    static func main() async {
+        await Kiln.entrypoint()
+    }
+}
