@@ -5,7 +5,7 @@ extension Kiln {
     struct Sandbox: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run commands in kiln's hermetic sandbox.",
-            subcommands: []
+            subcommands: [Run.self]
         )
     }
 }

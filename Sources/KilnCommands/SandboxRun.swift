@@ -1,0 +1,197 @@
+import ArgumentParser
+import FoundationEssentials
+import KilnSandbox
+import SystemPackage
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Kiln.Sandbox {
+    /// `kiln sandbox run [OPTIONS] -- COMMAND [ARG...]`
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a command in a hermetic sandbox.",
+            discussion: """
+                The command runs in new user, mount, pid, network, uts, ipc and cgroup namespaces, on a \
+                read-only tmpfs root that holds only: the host's toolchain (/usr and the /bin /lib /lib64 \
+                /sbin links) read-only, a generated /etc, a fresh /proc, a minimal /dev, a /tmp tmpfs, and \
+                what you mount. It runs as uid/gid \(SandboxSpec.sandboxUID) (\(SandboxSpec.sandboxUser)) with \
+                hostname \(SandboxSpec.defaultHostname), no capabilities, no_new_privs, a seccomp filter \
+                (\(SeccompProfile.version)), loopback-only networking and a cleared environment: \
+                PATH=\(SandboxSpec.defaultPath) HOME=\(SandboxSpec.home) LANG=LC_ALL=C.UTF-8 TZ=UTC \
+                SOURCE_DATE_EPOCH=0 PYTHONHASHSEED=0, plus --env.
+
+                Examples:
+                  kiln sandbox run -- python3 -c 'print("hello")'
+                  kiln sandbox run --ro-bind data /work/data --bind out /work/out --cwd /work \\
+                      --memory 2G --cpus 2 --timeout 10m -- python3 train.py
+                """
+        )
+
+        @Option(name: .customLong("ro-bind"), parsing: .upToNextOption,
+                help: ArgumentHelp("Mount host path SRC read-only at DST (repeatable).", valueName: "SRC DST"))
+        var readOnlyBinds: [String] = []
+
+        @Option(name: .customLong("bind"), parsing: .upToNextOption,
+                help: ArgumentHelp("Mount host path SRC writable at DST (repeatable).", valueName: "SRC DST"))
+        var binds: [String] = []
+
+        @Option(name: .customLong("tmpfs"),
+                help: ArgumentHelp("An empty tmpfs at DST, optionally limited to SIZE (repeatable; /tmp:SIZE resizes /tmp).", valueName: "DST[:SIZE]"))
+        var tmpfs: [String] = []
+
+        @Option(name: .customLong("env"), help: ArgumentHelp("Set a variable in the command's environment (repeatable).", valueName: "KEY=VALUE"))
+        var environment: [String] = []
+
+        @Option(name: .customLong("cwd"), help: ArgumentHelp("The working directory inside the sandbox.", valueName: "DIR"))
+        var workingDirectory: String = "/"
+
+        @Option(help: "The sandbox's hostname.")
+        var hostname: String = SandboxSpec.defaultHostname
+
+        @Option(help: "none: loopback only (the default). host: the host's network, which weakens the sandbox.")
+        var network: SandboxSpec.Network = .none
+
+        @Option(help: ArgumentHelp("Memory limit for the whole tree, like 512M or 2G.", valueName: "SIZE"))
+        var memory: String?
+
+        @Option(help: ArgumentHelp("Limit on processes and threads (default \(SandboxSpec.Limits.defaultPids)).", valueName: "N"))
+        var pids: Int = SandboxSpec.Limits.defaultPids
+
+        @Option(help: ArgumentHelp("Pin the command to N CPUs and set OMP/OPENBLAS/MKL_NUM_THREADS=N.", valueName: "N"))
+        var cpus: Int?
+
+        @Option(help: ArgumentHelp("Kill the whole tree after DURATION, like 30s or 10m (exit code 124).", valueName: "DURATION"))
+        var timeout: String?
+
+        @Flag(help: "Print the result (exit status, times, peak memory, limits) as JSON on stdout after the run.")
+        var json = false
+
+        @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command to run, after --.", valueName: "COMMAND"))
+        var command: [String] = []
+
+        func validate() throws {
+            if readOnlyBinds.count % 2 != 0 {
+                throw ValidationError("'--ro-bind' takes two values, SRC and DST, like --ro-bind data /work/data.")
+            }
+            if binds.count % 2 != 0 {
+                throw ValidationError("'--bind' takes two values, SRC and DST, like --bind out /work/out.")
+            }
+            for target in stride(from: 1, to: readOnlyBinds.count, by: 2).map({ readOnlyBinds[$0] }) + stride(from: 1, to: binds.count, by: 2).map({ binds[$0] })
+            where !target.hasPrefix("/") {
+                throw ValidationError("The mount target '\(target)' must be an absolute path inside the sandbox, like /work/data.")
+            }
+            for entry in environment where !entry.contains("=") || entry.hasPrefix("=") {
+                throw ValidationError("'--env \(entry)' must be KEY=VALUE, like --env SEED=1.")
+            }
+            if let memory, Units.bytes(memory) == nil {
+                throw ValidationError("'--memory \(memory)' is not a size: write it like 512M or 2G.")
+            }
+            if let timeout, Units.seconds(timeout) == nil {
+                throw ValidationError("'--timeout \(timeout)' is not a duration: write it like 30s, 10m or 1h.")
+            }
+            for entry in tmpfs {
+                let parts = entry.split(separator: ":", maxSplits: 1)
+                if parts.count == 2, Units.bytes(String(parts[1])) == nil {
+                    throw ValidationError("'--tmpfs \(entry)': '\(parts[1])' is not a size: write it like /scratch:512M.")
+                }
+            }
+            if pids < 1 { throw ValidationError("'--pids' must be at least 1.") }
+            if let cpus, cpus < 1 { throw ValidationError("'--cpus' must be at least 1.") }
+            if command.isEmpty || (command == ["--"]) {
+                throw ValidationError("Say what to run after --, like: kiln sandbox run -- python3 -c 'print(1)'")
+            }
+        }
+
+        var spec: SandboxSpec {
+            var mounts: [SandboxSpec.Mount] = []
+            for i in stride(from: 0, to: readOnlyBinds.count - 1, by: 2) {
+                mounts.append(.bind(source: readOnlyBinds[i], target: readOnlyBinds[i + 1], readOnly: true))
+            }
+            for i in stride(from: 0, to: binds.count - 1, by: 2) {
+                mounts.append(.bind(source: binds[i], target: binds[i + 1], readOnly: false))
+            }
+            for entry in tmpfs {
+                let parts = entry.split(separator: ":", maxSplits: 1)
+                mounts.append(.tmpfs(target: String(parts[0]), size: parts.count == 2 ? Units.bytes(String(parts[1])) : nil))
+            }
+            var env: [String: String] = [:]
+            for entry in environment {
+                let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                env[String(parts[0])] = parts.count == 2 ? String(parts[1]) : ""
+            }
+            let argv = command.first == "--" ? Array(command.dropFirst()) : command
+            return SandboxSpec(
+                command: argv, mounts: mounts, environment: env, workingDirectory: workingDirectory,
+                hostname: hostname, network: network,
+                limits: .init(memory: memory.flatMap(Units.bytes), pids: pids, cpus: cpus, timeout: timeout.flatMap(Units.seconds)))
+        }
+
+        func run() async throws {
+            let process: SandboxProcess
+            do {
+                process = try Sandbox.launch(spec)
+            } catch {
+                throw report(error)
+            }
+            // Ctrl-C and friends go to the sandbox (its command has its own session, so the
+            // terminal does not signal it directly); kiln itself waits for the result.
+            let forwarder = SignalForwarder(signals: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]) { signal in
+                process.signal(signal)
+            }
+            defer { forwarder.cancel() }
+            let result: SandboxResult
+            do {
+                result = try await process.result()
+            } catch {
+                throw report(error)
+            }
+            if json {
+                try printJSON(result)
+            } else if result.timedOut {
+                printError("kiln: the command timed out after \(timeout ?? "?") and was killed with its whole process tree")
+            } else if result.memoryLimitExceeded && result.exitStatus != 0 {
+                printError("kiln: the command exceeded its memory limit (\(memory ?? "?")) and was killed")
+            }
+            throw ExitCode(result.exitCode)
+        }
+
+        private func report(_ error: SandboxError) -> ExitCode {
+            printError("kiln: \(error.message)")
+            switch error.code {
+            case .commandNotFound: return ExitCode(KilnExitCode.commandNotFound)
+            case .commandNotExecutable: return ExitCode(KilnExitCode.commandNotExecutable)
+            case .invalidSpec: return ExitCode(KilnExitCode.usage)
+            case .setupFailed, .userNamespacesUnavailable: return ExitCode(KilnExitCode.sandboxSetupFailed)
+            }
+        }
+
+        private func printJSON(_ result: SandboxResult) throws {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            var data = try encoder.encode(SandboxRunReport(result: result))
+            data.append(UInt8(ascii: "\n"))
+            data.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) }
+        }
+    }
+}
+
+/// `--json`: the result plus kiln's exit code and the profile it ran under.
+struct SandboxRunReport: Encodable {
+    var result: SandboxResult
+    func encode(to encoder: any Encoder) throws {
+        try result.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(result.exitCode, forKey: .kilnExitCode)
+        try container.encode(SeccompProfile.version, forKey: .seccompProfile)
+    }
+    enum Keys: String, CodingKey { case kilnExitCode, seccompProfile }
+}
+
+extension SandboxSpec.Network: ExpressibleByArgument {}
+
+func printError(_ message: String) {
+    var line = message
+    line.append("\n")
+    line.utf8CString.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count - 1) }
+}

@@ -1,2 +1,0 @@
-// Content-addressed store and deterministic archives (see DESIGN.md, Identity and Cache layout).
-public enum KilnStore {}
