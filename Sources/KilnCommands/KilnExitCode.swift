@@ -7,6 +7,11 @@ public enum KilnExitCode {
     public static let limitExceeded: Int32 = 123
     /// `--timeout` expired; the whole process tree was killed.
     public static let timeout: Int32 = 124
+    /// Refused or bad data (sysexits' EX_DATAERR): a hostile archive `kiln extract` refused, a corrupt
+    /// blob, a file type kiln does not archive (socket, device, fifo).
+    public static let dataError: Int32 = 65
+    /// A store I/O failure (sysexits' EX_IOERR), a full disk included; the cache is left consistent.
+    public static let ioError: Int32 = 74
     /// The sandbox could not be set up (the message names the step and the errno).
     public static let sandboxSetupFailed: Int32 = 125
     /// The command was found but could not be executed (permission, format).
@@ -17,6 +22,7 @@ public enum KilnExitCode {
     static let documentation = """
         \(limitExceeded) when a limit (--memory) killed it; \(timeout) on --timeout; \
         \(sandboxSetupFailed) when the sandbox could not be set up; \(commandNotExecutable) when the \
-        command could not be executed; \(commandNotFound) when it was not found; \(usage) for usage errors.
+        command could not be executed; \(commandNotFound) when it was not found; \(usage) for usage errors; \(dataError) for \
+        refused archives and corrupt blobs; \(ioError) for store I/O errors (a full disk).
         """
 }
