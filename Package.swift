@@ -67,8 +67,6 @@ let package = Package(
         ),
         .executableTarget(name: "kiln", dependencies: ["KilnCommands"], swiftSettings: swiftSettings),
 
-        // Test-only: a C program the isolation suite runs inside the sandbox, one probe per attack.
-        .executableTarget(name: "kiln-probe"),
         .target(
             name: "KilnTestSupport",
             dependencies: ["KilnSandbox", "KilnStore"],
@@ -76,7 +74,9 @@ let package = Package(
         ),
         .testTarget(
             name: "KilnSandboxTests",
-            dependencies: ["KilnSandbox", "KilnTestSupport", "kiln", "kiln-probe"],
+            dependencies: ["KilnSandbox", "KilnTestSupport", "kiln"],
+            // The probe is compiled statically by the tests, so it runs in an empty sandbox.
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
