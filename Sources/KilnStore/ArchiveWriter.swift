@@ -97,6 +97,11 @@ public struct ArchiveWriter {
                 "\(source) is \(TreeScan.kindName(st.st_mode)): kiln only archives regular files, directories and symlinks.")
         }
 
+        // Names are UTF-8 whatever the user's locale (libarchive converts through the thread's
+        // locale): a pax 'path' record holds names that are not plain ASCII; bytes that are not
+        // UTF-8 go in as they are, with hdrcharset=BINARY.
+        let locale = UTF8Locale()
+        defer { locale.restore() }
         let context = WriteContext(sink: sink)
         guard let a = archive_write_new() else { throw StoreError(.archive, "libarchive could not allocate a writer.") }
         defer { archive_write_free(a) }
@@ -150,7 +155,8 @@ public struct ArchiveWriter {
                 archive_entry_set_perm(entry, e.executable ? 0o755 : 0o644)
                 archive_entry_set_size(entry, la_int64_t(e.size))
             }
-            try check(archive_write_header(a, entry), "write the header of \(display(e.path))")
+            let header = archive_write_header(a, entry)
+            try check(header == ARCHIVE_WARN ? ARCHIVE_OK : header, "write the header of \(display(e.path))")
             if e.kind == .file {
                 var cPath = rootBytes
                 if cPath.last != 47 { cPath.append(47) }
@@ -229,4 +235,21 @@ private let freeCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointe
 
 func display<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
     String(decoding: Array(bytes), as: UTF8.self)
+}
+
+/// Switches the calling thread to the C.UTF-8 locale (LC_CTYPE) until `restore`, so libarchive
+/// reads and writes names as UTF-8 whatever LANG says; other threads are unaffected.
+struct UTF8Locale {
+    private let previous: locale_t?
+    private let utf8: locale_t?
+
+    init() {
+        utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", nil)
+        previous = utf8.map { uselocale($0) }
+    }
+
+    func restore() {
+        if let previous { uselocale(previous) }
+        if let utf8 { freelocale(utf8) }
+    }
 }

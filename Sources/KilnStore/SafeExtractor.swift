@@ -129,6 +129,8 @@ private struct ExtractRun {
     }
 
     mutating func extractAll(fd: Int32, expected: Digest?) throws(StoreError) -> ExtractSummary {
+        let locale = UTF8Locale()
+        defer { locale.restore() }
         let context = ReadContext(fd: fd, name: archiveName, hashing: expected != nil)
         guard let a = archive_read_new() else { throw StoreError(.archive, "libarchive could not allocate a reader.") }
         defer { archive_read_free(a) }
