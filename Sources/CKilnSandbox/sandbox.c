@@ -510,7 +510,9 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
     sigfillset(&all);
     if (sigprocmask(SIG_SETMASK, &all, NULL) < 0) fail(cfg, KILN_STEP_SIGNALS, errno, NULL, 125);
 
-    pid_t command = fork();
+    // Not fork(): glibc's fork takes locks (malloc, atfork handlers) that another thread of the
+    // parent may have held when we were cloned, and would deadlock.
+    pid_t command = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
     if (command < 0) fail(cfg, KILN_STEP_FORK, errno, NULL, 125);
     if (command == 0) exec_command(cfg);
 
