@@ -18,7 +18,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
@@ -66,6 +66,13 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "kiln", dependencies: ["KilnCommands"], swiftSettings: swiftSettings),
+        // Benchmarks (run by the scripts in benchmarks/, never by the tests).
+        .executableTarget(
+            name: "sandbox-benchmark",
+            dependencies: ["KilnSandbox"],
+            path: "Benchmarks/SandboxBenchmark",
+            swiftSettings: swiftSettings
+        ),
 
         .target(
             name: "KilnTestSupport",

@@ -4,6 +4,8 @@ import Glibc
 import Musl
 #endif
 import Synchronization
+// `struct stat` is owned by CArchive once it is imported anywhere (archive.h includes sys/stat.h).
+import CArchive
 import SystemPackage
 
 /// The hash (stat) cache: (device, inode, size, mtime ns, ctime ns) → digest, so an unchanged file

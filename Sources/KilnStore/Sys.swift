@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+// `struct stat` is owned by CArchive once it is imported anywhere (archive.h includes sys/stat.h).
+import CArchive
 import SystemPackage
 
 /// The one place raw system calls go through (DESIGN.md, Conventions 5): retries `EINTR` and turns

@@ -3,6 +3,8 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+// `struct stat` is owned by CArchive once it is imported anywhere (archive.h includes sys/stat.h).
+import CArchive
 import SystemPackage
 
 /// A file being written in a `tmp/` directory, held under an exclusive `flock` for its whole life.

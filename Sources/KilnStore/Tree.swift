@@ -5,6 +5,8 @@ import Musl
 #endif
 import Dispatch
 import Synchronization
+// `struct stat` is owned by CArchive once it is imported anywhere (archive.h includes sys/stat.h).
+import CArchive
 import SystemPackage
 
 /// The kinds of file kiln hashes and archives. Anything else (sockets, fifos, devices) is refused.
