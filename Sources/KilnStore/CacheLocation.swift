@@ -12,6 +12,11 @@ public struct CacheLocation: Sendable, Equatable {
     public var path: String
     public var source: Source
 
+    public init(path: String, source: Source) {
+        self.path = path
+        self.source = source
+    }
+
     public static func resolve(option: String?, environment: [String: String], currentDirectory: String) -> CacheLocation {
         if let option, !option.isEmpty { return CacheLocation(path: option, source: .option) }
         if let env = environment["KILN_CACHE"], !env.isEmpty { return CacheLocation(path: env, source: .environment) }

@@ -19,43 +19,108 @@ public enum ChildProcess {
     }
 
     /// Runs `executable` with `arguments` to completion.
+    ///
+    /// Spawned with `posix_spawn` and an empty signal mask and default dispositions: the test
+    /// runner's threads block signals such as SIGCHLD, and a child that inherited that mask (as
+    /// Foundation's `Process` lets it) would hang in `wait` in a shell script.
     @discardableResult
     public static func run(
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
         currentDirectory: String? = nil, stdin: Data? = nil
     ) -> Output {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
-        let out = Pipe(), err = Pipe(), input = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = input
-        do {
-            try process.run()
-        } catch {
-            return Output(status: -1, signaled: false, stdout: "", stderr: "could not start \(executable): \(error)")
+        var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
+        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else {
+            return Output(status: -1, signaled: false, stdout: "", stderr: "pipe failed: errno \(errno)")
         }
-        // Read both pipes concurrently so neither fills up.
+        for fd in inPipe + outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGPIPE, SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTTIN, SIGTTOU] {
+            sigaddset(&defaults, sig)
+        }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let env = environment ?? ProcessInfo.processInfo.environment
+        // The working directory is set by a shell that then execs the program.
+        var program = executable
+        var words = [executable] + arguments
+        if let currentDirectory {
+            program = "/bin/sh"
+            words = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", currentDirectory] + words
+        }
+        let argv: [UnsafeMutablePointer<CChar>?] = words.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, program, &actions, &attr, argv, envp)
+        close(inPipe[0])
+        close(outPipe[1])
+        close(errPipe[1])
+        if rc != 0 {
+            close(inPipe[1])
+            close(outPipe[0])
+            close(errPipe[0])
+            return Output(status: -1, signaled: false, stdout: "", stderr: "could not start \(executable): errno \(rc)")
+        }
+        // Feed stdin and drain stderr on other threads so no pipe fills up.
+        let input = stdin ?? Data()
+        let inFD = inPipe[1], errFD = errPipe[0], outFD = outPipe[0]
         nonisolated(unsafe) var errData = Data()
         let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
+        DispatchQueue.global().async(group: group) {
+            input.withUnsafeBytes { b in
+                var off = 0
+                while off < b.count {
+                    let n = write(inFD, b.baseAddress! + off, b.count - off)
+                    if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
+                    off += n
+                }
+            }
+            close(inFD)
         }
-        if let stdin { input.fileHandleForWriting.write(stdin) }
-        try? input.fileHandleForWriting.close()
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        DispatchQueue.global().async(group: group) {
+            errData = readAll(errFD)
+        }
+        let outData = readAll(outFD)
         group.wait()
-        process.waitUntilExit()
+        close(outFD)
+        close(errFD)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let signaled = (status & 0x7f) != 0 && (status & 0x7f) != 0x7f
         return Output(
-            status: process.terminationStatus,
-            signaled: process.terminationReason == .uncaughtSignal,
+            status: signaled ? status & 0x7f : (status >> 8) & 0xff,
+            signaled: signaled,
             stdout: String(decoding: outData, as: UTF8.self),
             stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    private static func readAll(_ fd: Int32) -> Data {
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        return data
     }
 
     /// Runs the built `kiln` with `arguments`.
