@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CArchive
 
 /// Where the cache is (DESIGN.md, The workspace): `--cache DIR`, else `$KILN_CACHE`, else `cache/`
 /// beside the nearest `recipes/` found walking up from the current directory, else `./cache`.

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CArchive
 import SystemPackage
 
 /// The content-addressed store under a cache directory (DESIGN.md, Cache layout):

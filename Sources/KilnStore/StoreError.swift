@@ -1,3 +1,4 @@
+import CArchive
 import SystemPackage
 
 /// Every failure of the store, the archiver and the extractor: a code a caller can switch on, a
