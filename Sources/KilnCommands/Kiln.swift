@@ -1,4 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The root command. Each subcommand lives in its own file as `extension Kiln { struct … }`.
 public struct Kiln: AsyncParsableCommand {
@@ -27,6 +30,15 @@ public enum KilnVersion {
 extension Kiln {
     /// Called by the `kiln` executable; keeps ArgumentParser out of its imports.
     public static func entrypoint() async {
-        await main()
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.starts(with: ["sandbox", "run"]) {
+            do throws(ValidationError) {
+                arguments = try BindArguments.lift(arguments)
+            } catch {
+                printError("Error: \(error.message)\nSee 'kiln sandbox run --help' for the options.")
+                Glibc.exit(KilnExitCode.usage)
+            }
+        }
+        await main(arguments)
     }
 }

@@ -1,0 +1,71 @@
+import Foundation
+import KilnTestSupport
+import Testing
+
+@Suite("kiln sandbox run: options, errors and exit codes")
+struct SandboxCommandTests {
+    @Test(arguments: [
+        (["--ro-bind", "/tmp", "--", "/bin/true"], "'--ro-bind' takes two values"),
+        (["--bind", "/tmp", "relative", "--", "/bin/true"], "must be an absolute path"),
+        (["--ro-bind", "/tmp", "--bind", "/tmp", "/a", "--", "/bin/true"], "'--ro-bind' takes two values"),
+        (["--env", "NOEQUALS", "--", "/bin/true"], "must be KEY=VALUE"),
+        (["--memory", "lots", "--", "/bin/true"], "is not a size"),
+        (["--timeout", "soon", "--", "/bin/true"], "is not a duration"),
+        (["--tmpfs", "/scratch:big", "--", "/bin/true"], "is not a size"),
+        (["--network", "internet", "--", "/bin/true"], "internet"),
+        (["--pids", "0", "--", "/bin/true"], "at least 1"),
+        ([], "Say what to run"),
+    ])
+    func usageErrors(arguments: [String], message: String) {
+        let output = ChildProcess.kiln(["sandbox", "run"] + arguments)
+        #expect(output.status == 64, "\(output)")
+        #expect(output.stderr.contains(message), "\(output)")
+        #expect(!output.stderr.contains("Fatal error"), "\(output)")
+    }
+
+    @Test func bindsArePairedInOrderAndWritesReachTheHost() throws {
+        let scratch = ScratchDirectory("kiln-cli-binds")
+        try FileManager.default.createDirectory(atPath: scratch("in"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: scratch("out"), withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: scratch("in/x"), contents: Data("41".utf8))
+        let output = ChildProcess.kiln(["sandbox", "run", "--ro-bind", scratch("in"), "/work/in", "--bind", scratch("out"), "/work/out",
+                                        "--cwd", "/work", "--", "/bin/sh", "-c", "echo $(( $(cat in/x) + 1 )) > out/y; touch in/z"])
+        #expect(output.status == 1, "touching the read-only input fails: \(output)")
+        #expect(output.stderr.contains("Read-only file system"), "\(output)")
+        #expect(try String(contentsOfFile: scratch("out/y"), encoding: .utf8) == "42\n")
+        #expect(!FileManager.default.fileExists(atPath: scratch("in/z")))
+    }
+
+    @Test func commandNotFoundExits127() {
+        let output = ChildProcess.kiln(["sandbox", "run", "--", "no-such-command-xyz"])
+        #expect(output.status == 127, "\(output)")
+        #expect(output.stderr.contains("cannot run \"no-such-command-xyz\""), "\(output)")
+    }
+
+    @Test func setupFailureExits125AndNamesTheStep() {
+        let output = ChildProcess.kiln(["sandbox", "run", "--cwd", "/nowhere", "--", "/bin/true"])
+        #expect(output.status == 125, "\(output)")
+        #expect(output.stderr.contains("chdir /nowhere: No such file or directory (ENOENT)"), "\(output)")
+    }
+
+    @Test func missingBindSourceIsAUsageError() {
+        let output = ChildProcess.kiln(["sandbox", "run", "--ro-bind", "/no/such/dir", "/work", "--", "/bin/true"])
+        #expect(output.status == 64, "\(output)")
+        #expect(output.stderr.contains("\"/no/such/dir\" (for /work): No such file or directory"), "\(output)")
+    }
+
+    @Test func helpTeachesTheOptions() {
+        let output = ChildProcess.kiln(["sandbox", "run", "--help"])
+        #expect(output.status == 0)
+        for option in ["--ro-bind", "--bind", "--tmpfs", "--env", "--cwd", "--hostname", "--network", "--memory", "--pids", "--cpus", "--timeout", "--json", "Examples:"] {
+            #expect(output.stdout.contains(option), "--help does not mention \(option)")
+        }
+    }
+
+    @Test func stdinAndOutputPassThrough() {
+        let output = ChildProcess.run(ChildProcess.kilnPath, ["sandbox", "run", "--", "/bin/sh", "-c", "tr a-z A-Z; echo err >&2"], stdin: Data("hello".utf8))
+        #expect(output.status == 0, "\(output)")
+        #expect(output.stdout == "HELLO")
+        #expect(output.stderr == "err\n")
+    }
+}
