@@ -73,25 +73,17 @@ public struct ArchiveWriter {
     }
 
     /// Archives `source`, handing the archive's bytes to `sink` in order.
+    ///
+    /// The tree is walked and written in one pass (the canonical order is a pre-order walk), every
+    /// file opened relative to its directory's descriptor with `O_NOFOLLOW`.
     public func write(source: String, sink: @escaping (UnsafeRawBufferPointer) throws(StoreError) -> Void) throws(StoreError) -> ArchiveSummary {
         let st: stat
         switch Sys.stat(source) {
         case .success(let s): st = s
         case .failure(let e): throw StoreError.system("archive", source, e)
         }
-        var entries: [TreeEntry]
-        let root: String
-        switch st.st_mode & S_IFMT {
-        case S_IFDIR:
-            entries = try TreeScan(root: source).entries
-            root = source
-        case S_IFREG:
-            let name = Array(Sys.basename(source).utf8)
-            entries = [TreeEntry(
-                path: name, nameStart: 0, kind: .file, executable: st.st_mode & S_IXUSR != 0,
-                size: Int64(st.st_size), parent: -1, target: [], stat: StatKey(st), digest: nil)]
-            root = Sys.dirname(source)
-        default:
+        let kind = st.st_mode & S_IFMT
+        guard kind == S_IFDIR || kind == S_IFREG else {
             throw StoreError(
                 .unsupportedFileType,
                 "\(source) is \(TreeScan.kindName(st.st_mode)): kiln only archives regular files, directories and symlinks.")
@@ -105,101 +97,162 @@ public struct ArchiveWriter {
         let context = WriteContext(sink: sink)
         guard let a = archive_write_new() else { throw StoreError(.archive, "libarchive could not allocate a writer.") }
         defer { archive_write_free(a) }
-        func check(_ r: Int32, _ what: String) throws(StoreError) {
-            if r == ARCHIVE_OK { return }
-            if let e = context.error { throw e }
-            let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-            throw StoreError(.archive, "\(what): \(msg)")
-        }
-        try check(archive_write_set_format_pax_restricted(a), "set the tar format")
-        try check(archive_write_add_filter_none(a), "set no compression")
-        try check(archive_write_set_bytes_per_block(a, 10240), "set the block size")
-        try check(archive_write_set_bytes_in_last_block(a, 1), "set the last block size")
+        try Self.check(a, context, archive_write_set_format_pax_restricted(a), "set the tar format")
+        try Self.check(a, context, archive_write_add_filter_none(a), "set no compression")
+        try Self.check(a, context, archive_write_set_bytes_per_block(a, 10240), "set the block size")
+        try Self.check(a, context, archive_write_set_bytes_in_last_block(a, 1), "set the last block size")
         let unmanaged = Unmanaged.passRetained(context)
-        try check(
-            archive_write_open2(a, unmanaged.toOpaque(), nil, writeCallback, nil, freeCallback),
+        try Self.check(
+            a, context, archive_write_open2(a, unmanaged.toOpaque(), nil, writeCallback, nil, freeCallback),
             "start the archive")
-
         guard let entry = archive_entry_new() else { throw StoreError(.archive, "libarchive could not allocate an entry.") }
         defer { archive_entry_free(entry) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
         defer { buffer.deallocate() }
-        let rootBytes = Array(root.utf8)
 
-        for e in entries {
-            archive_entry_clear(entry)
-            var name = e.path
-            if e.kind == .directory { name.append(47) }
-            name.append(0)
-            name.withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { archive_entry_copy_pathname(entry, $0.baseAddress!) }
-            }
-            archive_entry_set_mtime(entry, time_t(sourceDateEpoch), 0)
-            archive_entry_set_uid(entry, 0)
-            archive_entry_set_gid(entry, 0)
-            switch e.kind {
-            case .directory:
-                archive_entry_set_filetype(entry, 0o040000)
-                archive_entry_set_perm(entry, 0o755)
-                archive_entry_set_size(entry, 0)
-            case .symlink:
-                archive_entry_set_filetype(entry, 0o120000)
-                archive_entry_set_perm(entry, 0o777)
-                archive_entry_set_size(entry, 0)
-                let target = e.target + [0]
-                target.withUnsafeBufferPointer { p in
-                    p.withMemoryRebound(to: CChar.self) { archive_entry_copy_symlink(entry, $0.baseAddress!) }
-                }
-            case .file:
-                archive_entry_set_filetype(entry, 0o100000)
-                archive_entry_set_perm(entry, e.executable ? 0o755 : 0o644)
-                archive_entry_set_size(entry, la_int64_t(e.size))
-            }
-            let header = archive_write_header(a, entry)
-            try check(header == ARCHIVE_WARN ? ARCHIVE_OK : header, "write the header of \(display(e.path))")
-            if e.kind == .file {
-                var cPath = rootBytes
-                if cPath.last != 47 { cPath.append(47) }
-                cPath += e.path
-                cPath.append(0)
-                let shown = display(cPath.dropLast())
-                try copyFile(cPath, shown: shown, size: e.size, buffer: buffer) { (chunk) throws(StoreError) in
-                    let n = archive_write_data(a, chunk.baseAddress, chunk.count)
-                    if n != chunk.count { try check(Int32(ARCHIVE_FATAL), "write \(shown) into the archive") }
-                }
-            }
-            try check(archive_write_finish_entry(a), "finish \(display(e.path))")
+        var walk = ArchiveWalk(a: a, entry: entry, context: context, buffer: buffer, epoch: sourceDateEpoch, root: source)
+        if kind == S_IFDIR {
+            let fd = try Sys.call("open directory", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            defer { Sys.close(fd) }
+            try walk.directory(fd, prefix: [])
+        } else {
+            let parent = Sys.dirname(source)
+            let fd = try Sys.call("open directory", parent) { open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            defer { Sys.close(fd) }
+            try walk.file(fd, name: Array(Sys.basename(source).utf8), path: Array(Sys.basename(source).utf8), st: st, follow: true)
         }
-        try check(archive_write_close(a), "finish the archive")
-        return ArchiveSummary(entries: entries.count, bytes: context.written, digest: nil)
+        try Self.check(a, context, archive_write_close(a), "finish the archive")
+        return ArchiveSummary(entries: walk.count, bytes: context.written, digest: nil)
     }
 
-    /// Streams exactly `size` bytes of the file at `cPath`; a file that shrank or grew meanwhile is an error.
-    private func copyFile(
-        _ cPath: [UInt8], shown: String, size: Int64, buffer: UnsafeMutableRawBufferPointer,
-        _ consume: (UnsafeRawBufferPointer) throws(StoreError) -> Void
-    ) throws(StoreError) {
-        let fd = try Sys.call("open", shown) {
-            cPath.withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) }
+    fileprivate static func check(_ a: OpaquePointer, _ context: WriteContext, _ r: Int32, _ what: @autoclosure () -> String) throws(StoreError) {
+        if r == ARCHIVE_OK { return }
+        if let e = context.error { throw e }
+        let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
+        throw StoreError(.archive, "\(what()): \(msg)")
+    }
+}
+
+/// One archive being written: the walk in canonical order and the entry headers.
+private struct ArchiveWalk {
+    let a: OpaquePointer
+    let entry: OpaquePointer
+    let context: WriteContext
+    let buffer: UnsafeMutableRawBufferPointer
+    let epoch: Int64
+    let root: String
+    var count = 0
+
+    init(a: OpaquePointer, entry: OpaquePointer, context: WriteContext, buffer: UnsafeMutableRawBufferPointer, epoch: Int64, root: String) {
+        (self.a, self.entry, self.context, self.buffer, self.epoch, self.root) = (a, entry, context, buffer, epoch, root)
+    }
+
+    func shown(_ path: [UInt8]) -> String { Sys.join(root, display(path)) }
+
+    /// Writes the entries of the directory `dirfd` (names relative to the root start with `prefix`).
+    mutating func directory(_ dirfd: Int32, prefix: [UInt8]) throws(StoreError) {
+        var names = try Sys.listDirectory(fd: dirfd, path: prefix.isEmpty ? root : shown(prefix))
+        names.sort { $0.name.lexicographicallyPrecedes($1.name) }
+        for (name, _) in names {
+            let path = prefix.isEmpty ? name : prefix + [47] + name
+            let cname = name + [0]
+            var st = stat()
+            try Sys.call("stat", shown(path)) {
+                cname.withUnsafeBufferPointer { p in
+                    p.withMemoryRebound(to: CChar.self) { fstatat(dirfd, $0.baseAddress!, &st, AT_SYMLINK_NOFOLLOW) }
+                }
+            }
+            switch st.st_mode & S_IFMT {
+            case S_IFREG:
+                try file(dirfd, name: name, path: path, st: st)
+            case S_IFLNK:
+                var buf = [UInt8](repeating: 0, count: 4097)
+                let n = try Sys.call("read symlink", shown(path)) {
+                    cname.withUnsafeBufferPointer { p in
+                        p.withMemoryRebound(to: CChar.self) { c in
+                            buf.withUnsafeMutableBufferPointer { b in
+                                b.withMemoryRebound(to: CChar.self) { readlinkat(dirfd, c.baseAddress!, $0.baseAddress!, 4096) }
+                            }
+                        }
+                    }
+                }
+                try header(path, type: 0o120000, perm: 0o777, size: 0, target: Array(buf[0..<n]))
+                try finish(path)
+            case S_IFDIR:
+                try header(path + [47], type: 0o040000, perm: 0o755, size: 0, target: nil)
+                try finish(path)
+                let child = try Sys.call("open directory", shown(path)) {
+                    cname.withUnsafeBufferPointer { p in
+                        p.withMemoryRebound(to: CChar.self) {
+                            openat(dirfd, $0.baseAddress!, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                        }
+                    }
+                }
+                defer { Sys.close(child) }
+                try directory(child, prefix: path)
+            default:
+                throw StoreError(
+                    .unsupportedFileType,
+                    "\(shown(path)) is \(TreeScan.kindName(st.st_mode)): kiln only archives regular files, directories and symlinks. Remove it or move it out of the tree.")
+            }
+        }
+    }
+
+    mutating func header(_ name: [UInt8], type: UInt32, perm: UInt32, size: Int64, target: [UInt8]?) throws(StoreError) {
+        archive_entry_clear(entry)
+        (name + [0]).withUnsafeBufferPointer { p in
+            p.withMemoryRebound(to: CChar.self) { archive_entry_copy_pathname(entry, $0.baseAddress!) }
+        }
+        archive_entry_set_mtime(entry, time_t(epoch), 0)
+        archive_entry_set_uid(entry, 0)
+        archive_entry_set_gid(entry, 0)
+        archive_entry_set_filetype(entry, type)
+        archive_entry_set_perm(entry, mode_t(perm))
+        archive_entry_set_size(entry, la_int64_t(size))
+        if let target {
+            (target + [0]).withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { archive_entry_copy_symlink(entry, $0.baseAddress!) }
+            }
+        }
+        let r = archive_write_header(a, entry)
+        try ArchiveWriter.check(a, context, r == ARCHIVE_WARN ? ARCHIVE_OK : r, "write the header of \(shown(name))")
+        count += 1
+    }
+
+    func finish(_ path: [UInt8]) throws(StoreError) {
+        try ArchiveWriter.check(a, context, archive_write_finish_entry(a), "finish \(shown(path))")
+    }
+
+    /// A regular file: 0755 when its owner-execute bit is set, else 0644; exactly `st_size` bytes.
+    mutating func file(_ dirfd: Int32, name: [UInt8], path: [UInt8], st: stat, follow: Bool = false) throws(StoreError) {
+        let size = Int64(st.st_size)
+        try header(path, type: 0o100000, perm: st.st_mode & S_IXUSR != 0 ? 0o755 : 0o644, size: size, target: nil)
+        let cname = name + [0]
+        let fd = try Sys.call("open", shown(path)) {
+            cname.withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { openat(dirfd, $0.baseAddress!, O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW)) }
             }
         }
         defer { Sys.close(fd) }
         if size > (1 << 20) { _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL) }
         var remaining = size
-        while remaining > 0 {
-            let want = Int(min(Int64(buffer.count), remaining))
-            let n = try Sys.call("read", shown) { read(fd, buffer.baseAddress!, want) }
-            if n == 0 {
-                throw StoreError(.changedWhileReading, "\(shown) shrank while it was archived; archive it again once nothing writes to it.")
+        // Asking for one byte more than expected detects a file that grew, without another read.
+        while true {
+            let want = Int(min(Int64(buffer.count), remaining + 1))
+            let n = try Sys.call("read", shown(path)) { read(fd, buffer.baseAddress!, want) }
+            if Int64(n) > remaining {
+                throw StoreError(.changedWhileReading, "\(shown(path)) grew while it was archived; archive it again once nothing writes to it.")
             }
-            try consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+            if n == 0 {
+                if remaining == 0 { break }
+                throw StoreError(.changedWhileReading, "\(shown(path)) shrank while it was archived; archive it again once nothing writes to it.")
+            }
+            let w = archive_write_data(a, buffer.baseAddress, n)
+            if w != n { try ArchiveWriter.check(a, context, Int32(ARCHIVE_FATAL), "write \(shown(path)) into the archive") }
             remaining -= Int64(n)
+            if remaining == 0 && n < want { break }  // short read at EOF: no need to ask again
         }
-        let extra = try Sys.call("read", shown) { read(fd, buffer.baseAddress!, 1) }
-        if extra != 0 {
-            throw StoreError(.changedWhileReading, "\(shown) grew while it was archived; archive it again once nothing writes to it.")
-        }
+        try finish(path)
     }
 }
 

@@ -84,9 +84,7 @@ public struct SafeExtractor {
         do throws(StoreError) {
             let summary = try run.extractAll(fd: fd, expected: expected)
             try run.finish()
-            let umask = umask(0)
-            _ = Glibc.umask(umask)
-            try Sys.call("set the mode of", staging) { fchmod(rootfd, 0o755 & ~umask) }
+            try Sys.call("set the mode of", staging) { fchmod(rootfd, 0o755 & ~processUmask) }
             try Sys.call("rename \(staging) to", target) { rename(staging, target) }
             run.closeAll()
             Sys.close(rootfd)
@@ -280,7 +278,7 @@ private struct ExtractRun {
             switch Sys.attempt({
                 name.withUnsafeBufferPointer { p in
                     p.withMemoryRebound(to: CChar.self) {
-                        openat(parentfd, $0.baseAddress!, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                        openat(parentfd, $0.baseAddress!, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm)
                     }
                 }
             }) {
@@ -311,7 +309,9 @@ private struct ExtractRun {
                 try Sys.call("truncate", shown) { ftruncate(out, off_t(expectedSize)) }
                 written = expectedSize
             }
-            try Sys.call("set the mode of", shown) { fchmod(out, perm) }
+            if perm & processUmask != 0 {  // the umask took bits away at creation
+                try Sys.call("set the mode of", shown) { fchmod(out, perm) }
+            }
             if mtime.tv_nsec != utimeOmit {
                 let times = [mtime, mtime]
                 _ = futimens(out, times)
@@ -492,6 +492,26 @@ extension String {
         self  // (kept simple: messages are composed without replacement)
     }
 }
+
+/// The process's umask, from /proc/self/status (reading it with umask(2) would mean setting it,
+/// racing other threads that create files).
+private let processUmask: mode_t = {
+    let fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+    if fd >= 0 {
+        defer { Sys.close(fd) }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+        if n > 0 {
+            let text = String(decoding: buf[0..<n], as: UTF8.self)
+            for line in text.split(separator: "\n") where line.hasPrefix("Umask:") {
+                if let m = mode_t(line.dropFirst(6).trimmingPrefix(while: { $0 == " " || $0 == "\t" }), radix: 8) { return m }
+            }
+        }
+    }
+    let m = umask(0o022)
+    umask(m)
+    return m
+}()
 
 /// `UTIME_OMIT` from <sys/stat.h> (a macro Swift does not import).
 private let utimeOmit = (1 << 30) - 2

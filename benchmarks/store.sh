@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Store benchmarks for issue 3, side by side in one run on this machine (not a timed test):
+#   1. hashing a 1 GiB file: kiln hash vs openssl dgst -sha256
+#   2. archiving and extracting one 1 GiB file: kiln vs GNU tar vs bsdtar
+#   3. archiving and extracting 20,000 files of 4 KiB: kiln vs GNU tar vs bsdtar
+#   4. a second kiln hash of an unchanged 100,000-file tree (stat cache)
+# Every case runs RUNS times (default 5), tools interleaved, and reports the median wall time.
+# Before each timed run its output is removed and the page cache's dirty data is written (sync),
+# outside the timing, so no run pays for the previous one's writeback. Inputs are read once first
+# (warm page cache) so every tool reads from memory.
+#
+# Usage: benchmarks/store.sh            (builds kiln with `swift build -c release` first)
+#        KILN=/path/to/kiln RUNS=7 WORK=/tmp/x benchmarks/store.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-5}
+WORK=${WORK:-/tmp/kiln-bench-store}
+if [ -z "${KILN:-}" ]; then
+  SCRATCH=${SCRATCH:-$ROOT/.build-store-release}
+  swift build -c release --product kiln --package-path "$ROOT" --scratch-path "$SCRATCH" >&2
+  KILN="$SCRATCH/release/kiln"
+fi
+GNUTAR=$(command -v tar)
+BSDTAR=$(command -v bsdtar)
+OPENSSL=$(command -v openssl)
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cd "$WORK"
+
+now() { date +%s%N; }
+# median of the numbers on stdin
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+declare -A SAMPLES
+# time_it NAME PREP CMD: runs PREP (untimed), then times CMD; appends seconds to SAMPLES[NAME].
+time_it() {
+  local name=$1 prep=$2 cmd=$3
+  eval "$prep"
+  sync
+  local t0 t1
+  t0=$(now)
+  eval "$cmd" > /dev/null
+  t1=$(now)
+  SAMPLES[$name]+="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }') "
+}
+med() { echo "${SAMPLES[$1]}" | tr ' ' '\n' | grep . | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "== inputs" >&2
+mkdir -p big small
+head -c 1073741824 /dev/urandom > big/big.bin
+for d in $(seq -w 1 100); do
+  mkdir -p "small/d$d"
+  for f in $(seq -w 1 200); do printf '%s' "$d$f" > "small/d$d/f$f"; done
+done
+# Pad every small file to 4 KiB of distinct bytes.
+python3 - <<'PY'
+import os
+for d in sorted(os.listdir("small")):
+    for f in sorted(os.listdir(os.path.join("small", d))):
+        p = os.path.join("small", d, f)
+        head = open(p, "rb").read()
+        open(p, "wb").write((head * 1000)[:4096])
+PY
+python3 - <<'PY'
+import os
+os.makedirs("tree", exist_ok=True)
+for d in range(1000):
+    dd = os.path.join("tree", "d%03d" % d)
+    os.makedirs(dd, exist_ok=True)
+    for f in range(100):
+        with open(os.path.join(dd, "f%02d" % f), "w") as fh:
+            fh.write("%d/%d\n" % (d, f))
+PY
+cat big/big.bin > /dev/null
+find small tree -type f -exec cat {} + > /dev/null
+# Reference archives every extractor reads (kiln's own, directory-first order).
+"$KILN" archive big/big.bin -o big.tar
+"$KILN" archive small -o small.tar
+sync
+
+echo "== 1. hash 1 GiB" >&2
+for i in $(seq "$RUNS"); do
+  time_it openssl ":" "$OPENSSL dgst -sha256 big/big.bin"
+  time_it kiln-hash ":" "$KILN hash --no-stat-cache big/big.bin"
+done
+
+echo "== 2. archive and extract 1 GiB" >&2
+for i in $(seq "$RUNS"); do
+  time_it gnutar-c1 "rm -f out.tar" "$GNUTAR -cf out.tar -C big big.bin"
+  time_it bsdtar-c1 "rm -f out.tar" "$BSDTAR -cf out.tar -C big big.bin"
+  time_it kiln-c1 "rm -f out.tar" "$KILN archive big/big.bin -o out.tar"
+  time_it gnutar-x1 "rm -rf out; mkdir out" "$GNUTAR -xf big.tar -C out"
+  time_it bsdtar-x1 "rm -rf out; mkdir out" "$BSDTAR -xf big.tar -C out"
+  time_it kiln-x1 "rm -rf out" "$KILN extract big.tar -C out"
+done
+rm -rf out out.tar
+
+echo "== 3. archive and extract 20,000 files of 4 KiB" >&2
+for i in $(seq "$RUNS"); do
+  time_it gnutar-c2 "rm -f out.tar" "$GNUTAR -cf out.tar -C small ."
+  time_it bsdtar-c2 "rm -f out.tar" "$BSDTAR -cf out.tar -C small ."
+  time_it kiln-c2 "rm -f out.tar" "$KILN archive small -o out.tar"
+  time_it gnutar-x2 "rm -rf out; mkdir out" "$GNUTAR -xf small.tar -C out"
+  time_it bsdtar-x2 "rm -rf out; mkdir out" "$BSDTAR -xf small.tar -C out"
+  time_it kiln-x2 "rm -rf out" "$KILN extract small.tar -C out"
+done
+rm -rf out out.tar
+
+echo "== 4. second kiln hash of an unchanged 100,000-file tree" >&2
+sleep 1  # older than the racy-clean window, as any tree not being written is
+"$KILN" hash --cache cache tree > first.txt
+for i in $(seq "$RUNS"); do
+  time_it kiln-rehash ":" "$KILN hash --cache cache tree"
+done
+"$KILN" hash --cache cache tree | cmp - first.txt
+
+GB=1.073741824
+o=$(med openssl); k=$(med kiln-hash)
+echo
+echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "kiln: $KILN ($("$KILN" --version)); runs per case: $RUNS; medians in seconds"
+echo
+echo "| case | kiln | GNU tar | bsdtar | openssl | kiln ÷ fastest other |"
+echo "|---|---|---|---|---|---|"
+echo "| hash 1 GiB | $k ($(awk -v g=$GB -v t=$k 'BEGIN{printf "%.2f", g/t}') GB/s) | | | $o ($(awk -v g=$GB -v t=$o 'BEGIN{printf "%.2f", g/t}') GB/s) | $(ratio "$k" "$o") (throughput $(ratio "$o" "$k")× openssl's) |"
+for c in c1 x1 c2 x2; do
+  case $c in
+    c1) label="archive 1 GiB file" ;;
+    x1) label="extract 1 GiB file" ;;
+    c2) label="archive 20,000 × 4 KiB" ;;
+    x2) label="extract 20,000 × 4 KiB" ;;
+  esac
+  g=$(med gnutar-$c); b=$(med bsdtar-$c); kk=$(med kiln-$c)
+  best=$(printf '%s\n%s\n' "$g" "$b" | sort -g | head -1)
+  echo "| $label | $kk | $g | $b | | $(ratio "$kk" "$best") |"
+done
+r=$(med kiln-rehash)
+echo "| second hash, 100,000 unchanged files | $r | | | | target ≤ 1 s |"
+echo
+echo "samples:"
+for n in "${!SAMPLES[@]}"; do echo "  $n: ${SAMPLES[$n]}"; done | sort
