@@ -401,8 +401,7 @@ __attribute__((noreturn)) static void exec_command(const kiln_spawn_config *cfg)
     }
     int keep[1] = {cfg->report_fd};
     kiln_close_fds_except(keep, 1);
-    if (drop_capabilities() < 0) fail(cfg, KILN_STEP_DROP_CAPABILITIES, errno, NULL, 125);
-    if (load_seccomp(cfg) < 0) fail(cfg, KILN_STEP_SECCOMP, errno, NULL, 125);
+    // Capabilities are already gone and the seccomp filter is in place: both come from pid 1.
 
     const char *file = cfg->argv[0];
     char *const *argv = (char *const *)cfg->argv;
@@ -437,6 +436,10 @@ __attribute__((noreturn)) static void exec_command(const kiln_spawn_config *cfg)
         if (error == ENOENT && seen_eacces) error = EACCES;
     }
     fail(cfg, KILN_STEP_EXEC, error, file, error == ENOENT ? 127 : 126);
+}
+
+static int command_main(void *cfg) {
+    exec_command((const kiln_spawn_config *)cfg);
 }
 
 // MARK: - pid 1
@@ -503,18 +506,25 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
     if (cfg->cpu_mask_size > 0 && sched_setaffinity(0, cfg->cpu_mask_size, (const cpu_set_t *)cfg->cpu_mask) < 0)
         fail(cfg, KILN_STEP_AFFINITY, errno, NULL, 125);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(cfg, KILN_STEP_NO_NEW_PRIVS, errno, NULL, 125);
+    if (drop_capabilities() < 0) fail(cfg, KILN_STEP_DROP_CAPABILITIES, errno, NULL, 125);
+    // Keep the command out of pid 1's /proc entries and memory.
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-    // Block every signal before forking: pid 1 takes them with sigwaitinfo (a namespace's init
-    // would otherwise ignore them), and the command unblocks them before execve.
+    // Block every signal before the command starts: pid 1 takes them with sigwaitinfo (a
+    // namespace's init would otherwise ignore them), and the command unblocks them before execve.
     sigset_t all;
     sigfillset(&all);
     if (sigprocmask(SIG_SETMASK, &all, NULL) < 0) fail(cfg, KILN_STEP_SIGNALS, errno, NULL, 125);
 
-    // Not fork(): glibc's fork takes locks (malloc, atfork handlers) that another thread of the
-    // parent may have held when we were cloned, and would deadlock.
-    pid_t command = (pid_t)syscall(SYS_clone, (unsigned long)SIGCHLD, NULL, NULL, NULL, NULL);
+    // The filter goes on last, once: the command inherits it.
+    if (load_seccomp(cfg) < 0) fail(cfg, KILN_STEP_SECCOMP, errno, NULL, 125);
+
+    // The command starts as posix_spawn does: sharing pid 1's memory on its own stack, pid 1
+    // suspended until it has called execve, so nothing of the address space is copied. (Not
+    // fork(): glibc's fork takes locks that another thread of kiln may have held at clone time.)
+    static char command_stack[64 * 1024] __attribute__((aligned(16)));
+    pid_t command = clone(command_main, command_stack + sizeof(command_stack), CLONE_VM | CLONE_VFORK | SIGCHLD, (void *)cfg);
     if (command < 0) fail(cfg, KILN_STEP_FORK, errno, NULL, 125);
-    if (command == 0) exec_command(cfg);
 
     // pid 1 keeps nothing the command's readers wait on: stdio and the report pipe go.
     close(cfg->report_fd);
@@ -526,8 +536,6 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
     if (null_fd > 2) close(null_fd);
     int keep_status[1] = {cfg->status_fd};
     kiln_close_fds_except(keep_status, 1);
-    drop_capabilities();
-    load_seccomp(cfg);
     supervise(cfg, command, &all);
 }
 
