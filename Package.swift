@@ -29,11 +29,13 @@ let package = Package(
             pkgConfig: "libseccomp",
             providers: [.apt(["libseccomp-dev"])]
         ),
+        // libarchive's declarations only (headers in /usr/include); CArchiveLazy supplies the
+        // functions and loads the library on first use, keeping it out of every start-up.
         .systemLibrary(
             name: "CArchive",
-            pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev"])]
         ),
+        .target(name: "CArchiveLazy", linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "KilnSandbox",
             dependencies: [
@@ -45,7 +47,7 @@ let package = Package(
         .target(
             name: "KilnStore",
             dependencies: [
-                "CArchive",
+                "CArchive", "CArchiveLazy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],

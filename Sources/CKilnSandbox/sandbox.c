@@ -17,6 +17,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -585,4 +586,38 @@ int kiln_get_affinity(void *mask, size_t size) {
 int kiln_memfd(const char *name) {
     int fd = (int)syscall(SYS_memfd_create, name, 1u /* MFD_CLOEXEC */);
     return fd >= 0 ? fd : -errno;
+}
+
+static volatile sig_atomic_t forward_target = -1;
+
+static void forward_signal(int signal) {
+    int saved = errno;
+    int fd = forward_target;
+    if (fd >= 0) syscall(SYS_pidfd_send_signal, fd, signal, NULL, 0);
+    errno = saved;
+}
+
+int kiln_forward_signals_begin(int pidfd, const int *signals, size_t count) {
+    forward_target = pidfd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = forward_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigset_t set;
+    sigemptyset(&set);
+    for (size_t i = 0; i < count; i++) {
+        if (sigaction(signals[i], &sa, NULL) < 0) return -errno;
+        sigaddset(&set, signals[i]);
+    }
+    // kiln may have been started with these blocked (a parent's mask is inherited).
+    return pthread_sigmask(SIG_UNBLOCK, &set, NULL) == 0 ? 0 : -EINVAL;
+}
+
+void kiln_forward_signals_end(const int *signals, size_t count) {
+    forward_target = -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    for (size_t i = 0; i < count; i++) sigaction(signals[i], &sa, NULL);
 }

@@ -5,6 +5,7 @@ extension Kiln {
     /// `kiln archive PATH -o FILE.tar`: a deterministic tar of a file or directory.
     struct Archive: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "archive",  // Spelled out: deriving it from the type name is slow at start-up.
             abstract: "Pack a file or directory into a deterministic tar archive.",
             discussion: """
                 The same content gives the same bytes whatever the mtimes, owners, umask, creation order \

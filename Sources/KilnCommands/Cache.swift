@@ -11,6 +11,7 @@ extension Kiln {
     /// `kiln cache …`: inspect and maintain the content-addressed cache.
     struct Cache: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "cache",  // Spelled out: deriving it from the type name is slow at start-up.
             abstract: "Inspect, verify and clean the cache.",
             subcommands: [Stats.self, Verify.self, GC.self, Put.self, Cat.self])
     }

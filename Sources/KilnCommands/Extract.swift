@@ -5,6 +5,7 @@ extension Kiln {
     /// `kiln extract FILE.tar -C DIR`: safe extraction of (possibly hostile) tar archives.
     struct Extract: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "extract",  // Spelled out: deriving it from the type name is slow at start-up.
             abstract: "Extract a tar archive safely into a new directory.",
             discussion: """
                 Refuses, naming the entry: absolute names, '..' components, entries written through \

@@ -5,6 +5,7 @@ extension Kiln {
     /// `kiln hash PATH...`: file and directory digests, like `sha256sum` for trees.
     struct Hash: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "hash",  // Spelled out: deriving it from the type name is slow at start-up.
             abstract: "Print the digest of files and directories.",
             discussion: """
                 Prints 'sha256:HEX  PATH' per path. A file's digest is the SHA-256 of its bytes; a \

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -28,8 +29,13 @@ public enum KilnVersion {
 }
 
 extension Kiln {
-    /// Called by the `kiln` executable; keeps ArgumentParser out of its imports.
-    public static func entrypoint() async {
+    /// Called by the `kiln` executable; keeps ArgumentParser out of its imports. Never returns.
+    ///
+    /// `kiln sandbox run` is parsed and run synchronously on the main thread, which then anchors
+    /// the sandbox's parent-death signal: no concurrency runtime and no thread start for the
+    /// command whose start-up time is measured against bwrap. Everything else runs as an
+    /// async command.
+    public static func entrypoint() -> Never {
         var arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.starts(with: ["sandbox", "run"]) {
             do throws(ValidationError) {
@@ -38,7 +44,18 @@ extension Kiln {
                 printError("Error: \(error.message)\nSee 'kiln sandbox run --help' for the options.")
                 Glibc.exit(KilnExitCode.usage)
             }
+            do {
+                var command = try parseAsRoot(arguments)
+                try command.run()
+                Glibc.exit(0)
+            } catch {
+                exit(withError: error)
+            }
         }
-        await main(arguments)
+        Task {
+            await main(arguments)
+            Glibc.exit(0)
+        }
+        dispatchMain()
     }
 }

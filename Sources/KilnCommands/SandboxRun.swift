@@ -8,8 +8,9 @@ import Glibc
 
 extension Kiln.Sandbox {
     /// `kiln sandbox run [OPTIONS] -- COMMAND [ARG...]`
-    struct Run: AsyncParsableCommand {
+    struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",  // Spelled out: deriving it from the type name is slow at start-up.
             abstract: "Run a command in a hermetic sandbox.",
             discussion: """
                 The command runs in new user, mount, pid, network, uts, ipc and cgroup namespaces, on a \
@@ -127,22 +128,14 @@ extension Kiln.Sandbox {
                 limits: .init(memory: memory.flatMap(Units.bytes), pids: pids, cpus: cpus, timeout: timeout.flatMap(Units.seconds)))
         }
 
-        func run() async throws {
-            let process: SandboxProcess
-            do {
-                process = try Sandbox.launch(spec)
-            } catch {
-                throw report(error)
-            }
-            // Ctrl-C and friends go to the sandbox (its command has its own session, so the
-            // terminal does not signal it directly); kiln itself waits for the result.
-            let forwarder = SignalForwarder(signals: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]) { signal in
-                process.signal(signal)
-            }
-            defer { forwarder.cancel() }
+        /// Synchronous on purpose: the calling thread supervises the sandbox, so a run needs no
+        /// other thread (and `kiln sandbox run` starts without the concurrency runtime).
+        func run() throws {
             let result: SandboxResult
             do {
-                result = try await process.result()
+                // Ctrl-C and friends go to the sandbox (its command has its own session, so the
+                // terminal does not signal it directly); kiln itself waits for the result.
+                result = try Sandbox.runOnCurrentThread(spec, forwardingSignals: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
             } catch {
                 throw report(error)
             }

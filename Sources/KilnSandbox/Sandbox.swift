@@ -61,6 +61,17 @@ public enum Sandbox {
         return try outcome.get()
     }
 
+    /// Runs `spec` on the calling thread, which must not exit before this returns (the sandbox's
+    /// parent-death signal is tied to it): no other thread is involved. The signals listed are
+    /// forwarded to the sandbox while it runs, e.g. the CLI's Ctrl-C.
+    public static func runOnCurrentThread(_ spec: SandboxSpec, forwardingSignals signals: [Int32] = []) throws(SandboxError) -> SandboxResult {
+        guard !spec.command.isEmpty, !spec.command[0].isEmpty else {
+            throw SandboxError(.invalidSpec, "no command given: say what to run, e.g. `-- python3 train.py`")
+        }
+        let process = SandboxProcess(prepared: try PreparedLaunch(spec), forwardingSignals: signals)
+        return try process.superviseOnCurrentThread()
+    }
+
     /// Starts `spec` and returns once the sandbox's pid 1 exists. Setup failures, which happen
     /// after that, are thrown by `result()`.
     public static func launch(_ spec: SandboxSpec) throws(SandboxError) -> SandboxProcess {
@@ -87,8 +98,16 @@ public final class SandboxProcess: @unchecked Sendable {
     /// The sandbox's pid 1, as the host sees it.
     public private(set) var pid: pid_t = 0
 
-    init(prepared: PreparedLaunch) {
+    private let forwardedSignals: [Int32]
+
+    init(prepared: PreparedLaunch, forwardingSignals: [Int32] = []) {
         self.prepared = prepared
+        self.forwardedSignals = forwardingSignals
+    }
+
+    func superviseOnCurrentThread() throws(SandboxError) -> SandboxResult {
+        supervise()
+        return try lock.withLock { finished! }.get()
     }
 
     func start() throws(SandboxError) {
@@ -146,6 +165,7 @@ public final class SandboxProcess: @unchecked Sendable {
                         self.pid = pid
                         self.pidfd = pidfd
                     }
+                    if !forwardedSignals.isEmpty { _ = kiln_forward_signals_begin(pidfd, forwardedSignals, forwardedSignals.count) }
                     launched.signal()
                 },
                 onLaunchFailure: { error in
@@ -156,6 +176,7 @@ public final class SandboxProcess: @unchecked Sendable {
         } catch {
             outcome = .failure(error)
         }
+        if !forwardedSignals.isEmpty { kiln_forward_signals_end(forwardedSignals, forwardedSignals.count) }
         let waiting = lock.withLock { () -> [CheckedContinuation<Result<SandboxResult, SandboxError>, Never>] in
             if pidfd >= 0 { close(pidfd) }
             pidfd = -1

@@ -3,7 +3,7 @@ import KilnCommands
 
 @main
 enum Entrypoint {
-    static func main() async {
-        await Kiln.entrypoint()
+    static func main() {
+        Kiln.entrypoint()
     }
 }

@@ -62,6 +62,22 @@ struct SandboxCommandTests {
         }
     }
 
+    @Test(arguments: [SIGINT, SIGTERM])
+    func signalsToKilnReachTheCommand(signal: Int32) throws {
+        // The command has its own session, so a terminal's Ctrl-C reaches only kiln, which forwards it.
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: SandboxFixture.kiln)
+        process.arguments = ["sandbox", "run", "--ro-bind", SandboxFixture.probe, "/probe", "--", "/probe", "sleep", "30"]
+        try process.run()
+        usleep(500_000)
+        let start = Date()
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 128 + signal)
+        #expect(Date().timeIntervalSince(start) < 5)
+    }
+
     @Test func stdinAndOutputPassThrough() {
         let output = ChildProcess.run(ChildProcess.kilnPath, ["sandbox", "run", "--", "/bin/sh", "-c", "tr a-z A-Z; echo err >&2"], stdin: Data("hello".utf8))
         #expect(output.status == 0, "\(output)")

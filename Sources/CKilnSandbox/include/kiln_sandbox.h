@@ -173,6 +173,13 @@ pid_t kiln_wait4(pid_t pid, int *_Nonnull status, void *_Nonnull rusage);
 /// Closes every descriptor above 2 that is not in `keep`: used before execve. Async-signal-safe.
 void kiln_close_fds_except(const int *_Nullable keep, size_t keep_count);
 
+/// Makes `signals`, when this process receives them, go to the process behind `pidfd` instead
+/// (the handler only calls pidfd_send_signal). One target per process: for the CLI, whose
+/// Ctrl-C must reach the sandbox. Returns 0 or -errno.
+int kiln_forward_signals_begin(int pidfd, const int *_Nonnull signals, size_t count);
+/// Stops forwarding (before the pidfd is closed) and restores the default actions.
+void kiln_forward_signals_end(const int *_Nonnull signals, size_t count);
+
 /// The highest capability number this kernel knows, or -1.
 int kiln_last_capability(void);
 
