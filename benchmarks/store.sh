@@ -4,10 +4,12 @@
 #   2. archiving and extracting one 1 GiB file: kiln vs GNU tar vs bsdtar
 #   3. archiving and extracting 20,000 files of 4 KiB: kiln vs GNU tar vs bsdtar
 #   4. a second kiln hash of an unchanged 100,000-file tree (stat cache)
-# Every case runs RUNS times (default 5), tools interleaved, and reports the median wall time.
-# Before each timed run its output is removed and the page cache's dirty data is written (sync),
-# outside the timing, so no run pays for the previous one's writeback. Inputs are read once first
-# (warm page cache) so every tool reads from memory.
+# Every case runs RUNS times (default 5), tools interleaved (the order rotates every round), and
+# reports the median wall time. Each timed run writes to a fresh output path and `sync` runs before
+# it (outside the timing), so no run pays for another's writeback; outputs are deleted only after a
+# whole case (this disk is mounted with `discard`: blocks freed by a deletion are reused only after
+# the device discarded them, which made runs after an `rm -rf` of 20,000 files 20× slower). Inputs
+# are read once first (warm page cache) so every tool reads from memory.
 #
 # Usage: benchmarks/store.sh            (builds kiln with `swift build -c release` first)
 #        KILN=/path/to/kiln RUNS=7 WORK=/tmp/x benchmarks/store.sh
@@ -81,33 +83,34 @@ find small tree -type f -exec cat {} + > /dev/null
 "$KILN" archive small -o small.tar
 sync
 
+# rounds CASE "NAME CMD" ...: RUNS rounds; in round i the tools start at position i (rotation).
+# In CMD, OUT is a fresh output path for that run.
+rounds() {
+  local case=$1; shift
+  local tools=("$@") n=$# i j k
+  for i in $(seq 0 $((RUNS - 1))); do
+    for j in $(seq 0 $((n - 1))); do
+      k=$(( (i + j) % n ))
+      local name=${tools[$k]%% *} cmd=${tools[$k]#* }
+      local out="$WORK/out/$case.$name.$i"
+      time_it "$name-$case" "mkdir -p '$WORK/out'" "${cmd//OUT/$out}"
+    done
+  done
+  rm -rf "$WORK/out"
+  sync
+  sleep 2
+}
+
 echo "== 1. hash 1 GiB" >&2
-for i in $(seq "$RUNS"); do
-  time_it openssl ":" "$OPENSSL dgst -sha256 big/big.bin"
-  time_it kiln-hash ":" "$KILN hash --no-stat-cache big/big.bin"
-done
+rounds hash "openssl $OPENSSL dgst -sha256 big/big.bin" "kiln $KILN hash --no-stat-cache big/big.bin"
 
 echo "== 2. archive and extract 1 GiB" >&2
-for i in $(seq "$RUNS"); do
-  time_it gnutar-c1 "rm -f out.tar" "$GNUTAR -cf out.tar -C big big.bin"
-  time_it bsdtar-c1 "rm -f out.tar" "$BSDTAR -cf out.tar -C big big.bin"
-  time_it kiln-c1 "rm -f out.tar" "$KILN archive big/big.bin -o out.tar"
-  time_it gnutar-x1 "rm -rf out; mkdir out" "$GNUTAR -xf big.tar -C out"
-  time_it bsdtar-x1 "rm -rf out; mkdir out" "$BSDTAR -xf big.tar -C out"
-  time_it kiln-x1 "rm -rf out" "$KILN extract big.tar -C out"
-done
-rm -rf out out.tar
+rounds c1 "gnutar $GNUTAR -cf OUT -C big big.bin" "bsdtar $BSDTAR -cf OUT -C big big.bin" "kiln $KILN archive big/big.bin -o OUT"
+rounds x1 "gnutar mkdir OUT && $GNUTAR -xf big.tar -C OUT" "bsdtar mkdir OUT && $BSDTAR -xf big.tar -C OUT" "kiln $KILN extract big.tar -C OUT 2>/dev/null"
 
 echo "== 3. archive and extract 20,000 files of 4 KiB" >&2
-for i in $(seq "$RUNS"); do
-  time_it gnutar-c2 "rm -f out.tar" "$GNUTAR -cf out.tar -C small ."
-  time_it bsdtar-c2 "rm -f out.tar" "$BSDTAR -cf out.tar -C small ."
-  time_it kiln-c2 "rm -f out.tar" "$KILN archive small -o out.tar"
-  time_it gnutar-x2 "rm -rf out; mkdir out" "$GNUTAR -xf small.tar -C out"
-  time_it bsdtar-x2 "rm -rf out; mkdir out" "$BSDTAR -xf small.tar -C out"
-  time_it kiln-x2 "rm -rf out" "$KILN extract small.tar -C out"
-done
-rm -rf out out.tar
+rounds c2 "gnutar $GNUTAR -cf OUT -C small ." "bsdtar $BSDTAR -cf OUT -C small ." "kiln $KILN archive small -o OUT"
+rounds x2 "gnutar mkdir OUT && $GNUTAR -xf small.tar -C OUT" "bsdtar mkdir OUT && $BSDTAR -xf small.tar -C OUT" "kiln $KILN extract small.tar -C OUT 2>/dev/null"
 
 echo "== 4. second kiln hash of an unchanged 100,000-file tree" >&2
 sleep 1  # older than the racy-clean window, as any tree not being written is
@@ -118,7 +121,7 @@ done
 "$KILN" hash --cache cache tree | cmp - first.txt
 
 GB=1.073741824
-o=$(med openssl); k=$(med kiln-hash)
+o=$(med openssl-hash); k=$(med kiln-hash)
 echo
 echo "machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "kiln: $KILN ($("$KILN" --version)); runs per case: $RUNS; medians in seconds"

@@ -43,7 +43,7 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         if errno == .noSpace || errno.rawValue == 122 /* EDQUOT */ {
             return StoreError(
                 .noSpace,
-                "\(what) \(path): no space left on device. Free some space (for example with `kiln cache gc --max-size SIZE`) and try again; the cache was left consistent.",
+                "\(what) \(path): no space left on device (\(errnoName(errno))). Nothing partial was left behind; free some space (`kiln cache gc --max-size SIZE` shrinks the cache) and try again.",
                 errno: errno)
         }
         return StoreError(.io, "\(what) \(path): \(errnoName(errno)) (\(errno.description))", errno: errno)
