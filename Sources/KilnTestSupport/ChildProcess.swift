@@ -29,10 +29,11 @@ public enum ChildProcess {
         currentDirectory: String? = nil, stdin: Data? = nil
     ) -> Output {
         var inPipe: [Int32] = [-1, -1], outPipe: [Int32] = [-1, -1], errPipe: [Int32] = [-1, -1]
-        guard pipe(&inPipe) == 0, pipe(&outPipe) == 0, pipe(&errPipe) == 0 else {
-            return Output(status: -1, signaled: false, stdout: "", stderr: "pipe failed: errno \(errno)")
+        // Close-on-exec from the start: a child spawned meanwhile by another test's thread must not
+        // inherit these pipes (it would hold our stdout open until it exits).
+        guard makePipe(&inPipe), makePipe(&outPipe), makePipe(&errPipe) else {
+            return Output(status: -1, signaled: false, stdout: "", stderr: "pipe2 failed: errno \(errno)")
         }
-        for fd in inPipe + outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -109,6 +110,18 @@ public enum ChildProcess {
             signaled: signaled,
             stdout: String(decoding: outData, as: UTF8.self),
             stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// pipe2(O_CLOEXEC), looked up at run time (Glibc's Swift module does not declare it).
+    private static func makePipe(_ fds: inout [Int32]) -> Bool {
+        typealias Pipe2 = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "pipe2") else {
+            guard pipe(&fds) == 0 else { return false }
+            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            return true
+        }
+        let pipe2 = unsafeBitCast(symbol, to: Pipe2.self)
+        return fds.withUnsafeMutableBufferPointer { pipe2($0.baseAddress!, O_CLOEXEC) } == 0
     }
 
     private static func readAll(_ fd: Int32) -> Data {

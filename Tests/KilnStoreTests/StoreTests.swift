@@ -119,7 +119,7 @@ func listFiles(_ dir: String) -> [String] {
         _ = try Store(root: dir("cache"))
         _ = FileManager.default.createFile(atPath: dir("cache/tmp/blob.999.dead"), contents: Data("partial".utf8))
         _ = FileManager.default.createFile(atPath: dir("cache/tmp/blob.1.live"), contents: Data("writing".utf8))
-        let fd = open(dir("cache/tmp/blob.1.live"), O_RDONLY)
+        let fd = open(dir("cache/tmp/blob.1.live"), O_RDONLY | O_CLOEXEC)  // no child of another test may inherit the lock
         #expect(flock(fd, LOCK_EX) == 0)
         // Another process opening the store cleans what nobody holds.
         let r = ChildProcess.kiln(["cache", "stats", "--cache", dir("cache")])
