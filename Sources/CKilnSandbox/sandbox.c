@@ -1,10 +1,10 @@
 // The sandbox's child side. See kiln_sandbox.h for why this is C and what the parent prepares.
 //
 // The life of a sandbox, after kiln_sandbox_clone():
-//   pid 1 (this file): close inherited fds → wait for the parent (cgroups joined) → uid/gid maps →
-//     cgroup namespace → hostname → loopback up → mounts (a tmpfs base holding /oldroot = the
-//     host and /newroot = the sandbox root, then pivot into /newroot and detach the host) →
-//     rlimits, affinity, no_new_privs, drop capabilities → fork the command → load seccomp →
+//   pid 1 (this file): close inherited fds → uid/gid maps → hostname → loopback up → mounts (a
+//     tmpfs base holding /oldroot = the host and /newroot = the sandbox root, then pivot into
+//     /newroot and detach the host) → rlimits, affinity → wait for the parent (cgroups joined)
+//     → cgroup namespace → no_new_privs, drop capabilities → load seccomp → start the command →
 //     reap zombies and forward signals until the command exits → write its wait status → exit.
 //   the command (pid 2): own session, umask 022, stdio, close fds, no capabilities, seccomp, execve.
 // Everything here is async-signal-safe: system calls and plain memory operations only.
@@ -98,6 +98,7 @@ static const char *const step_names[] = {
     [KILN_STEP_SECCOMP] = "load seccomp filter",
     [KILN_STEP_EXEC] = "execve",
     [KILN_STEP_SIGNALS] = "set up signals",
+    [KILN_STEP_WRITE_SETTING] = "write setting",
 };
 
 const char *kiln_step_name(int32_t step) {
@@ -342,6 +343,10 @@ static void apply_mount(const kiln_spawn_config *cfg, const kiln_mount *m) {
             fail(cfg, KILN_STEP_MASK, errno, target, 125);
         return;
     }
+    case KILN_MOUNT_WRITE:
+        if (write_file(target, m->source ? m->source : "", (size_t)m->size, 0) < 0)
+            fail(cfg, KILN_STEP_WRITE_SETTING, errno, target, 125);
+        return;
     default:
         fail(cfg, KILN_STEP_MKDIR, EINVAL, target, 125);
     }
@@ -478,12 +483,6 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
     // Another sandbox may be starting on another thread: do not hold its pipes open.
     int keep[6] = {cfg->sync_fd, cfg->report_fd, cfg->status_fd, cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd};
     kiln_close_fds_except(keep, 6);
-    char go;
-    ssize_t got;
-    do got = read(cfg->sync_fd, &go, 1);
-    while (got < 0 && errno == EINTR);
-    if (got != 1) _exit(125);  // The parent died or gave up.
-    close(cfg->sync_fd);
     umask(0);
 
     if (write_file("/proc/self/setgroups", "deny", 4, 0) < 0 && errno != ENOENT)
@@ -492,7 +491,6 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
         fail(cfg, KILN_STEP_UID_MAP, errno, cfg->uid_map, 125);
     if (write_file("/proc/self/gid_map", cfg->gid_map, safe_strlen(cfg->gid_map), 0) < 0)
         fail(cfg, KILN_STEP_GID_MAP, errno, cfg->gid_map, 125);
-    if (cfg->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(cfg, KILN_STEP_UNSHARE_CGROUP, errno, NULL, 125);
     if ((cfg->clone_flags & CLONE_NEWUTS) && sethostname(cfg->hostname, safe_strlen(cfg->hostname)) < 0)
         fail(cfg, KILN_STEP_HOSTNAME, errno, cfg->hostname, 125);
     if (cfg->bring_up_loopback && bring_up_loopback() < 0) fail(cfg, KILN_STEP_LOOPBACK, errno, "lo", 125);
@@ -506,6 +504,18 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
     }
     if (cfg->cpu_mask_size > 0 && sched_setaffinity(0, cfg->cpu_mask_size, (const cpu_set_t *)cfg->cpu_mask) < 0)
         fail(cfg, KILN_STEP_AFFINITY, errno, NULL, 125);
+    // Wait for the parent, which has been moving us into our cgroups meanwhile (a cgroup v1
+    // migration waits for an RCU grace period: milliseconds better spent on the setup above).
+    // The command must start inside them; and if the parent died, nothing runs.
+    char go;
+    ssize_t got;
+    do got = read(cfg->sync_fd, &go, 1);
+    while (got < 0 && errno == EINTR);
+    if (got != 1) _exit(125);
+    close(cfg->sync_fd);
+    // Now the cgroup namespace's root is the sandbox's own cgroup.
+    if (cfg->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(cfg, KILN_STEP_UNSHARE_CGROUP, errno, NULL, 125);
+
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(cfg, KILN_STEP_NO_NEW_PRIVS, errno, NULL, 125);
     if (drop_capabilities() < 0) fail(cfg, KILN_STEP_DROP_CAPABILITIES, errno, NULL, 125);
     // Keep the command out of pid 1's /proc entries and memory.

@@ -20,7 +20,7 @@ extension Kiln {
 extension Kiln.Cache {
     /// `kiln cache put FILE...`: store files as blobs (plumbing, like `git hash-object -w`).
     struct Put: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Store files as blobs and print their digests.")
+        static let configuration = CommandConfiguration(commandName: "put", abstract: "Store files as blobs and print their digests.")
 
         @OptionGroup(title: "Cache") var cacheOptions: CacheOptions
 
@@ -42,7 +42,7 @@ extension Kiln.Cache {
 
     /// `kiln cache cat DIGEST`: write a verified blob to standard output.
     struct Cat: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "cat", 
             abstract: "Write a blob to standard output, verified first (a corrupt blob is never written).")
 
         @OptionGroup(title: "Cache") var cacheOptions: CacheOptions
@@ -88,7 +88,7 @@ func humanBytes(_ n: Int64) -> String {
 extension Kiln.Cache {
     /// `kiln cache stats`: entries and bytes by kind.
     struct Stats: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show the cache's entries and bytes, by kind.")
+        static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show the cache's entries and bytes, by kind.")
 
         @OptionGroup(title: "Cache") var cacheOptions: CacheOptions
 
@@ -117,7 +117,7 @@ extension Kiln.Cache {
 
     /// `kiln cache verify`: rehash every blob; quarantine the corrupt ones.
     struct Verify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "verify", 
             abstract: "Rehash every blob; move corrupt ones to quarantine/ and exit non-zero if there were any.",
             discussion: "Exit status: 0 when every blob matched its digest, \(KilnExitCode.dataError) when some did not.")
 

@@ -44,8 +44,19 @@ extension Kiln {
                 printError("Error: \(error.message)\nSee 'kiln sandbox run --help' for the options.")
                 Glibc.exit(KilnExitCode.usage)
             }
+            // Parse only `run`'s own options (building the whole command tree costs start-up
+            // time); on an error or --help, the whole tree parses again to explain it properly.
+            var command: any ParsableCommand
             do {
-                var command = try parseAsRoot(arguments)
+                command = try Sandbox.Run.parse(Array(arguments.dropFirst(2)))
+            } catch {
+                do {
+                    command = try parseAsRoot(arguments)
+                } catch {
+                    exit(withError: error)
+                }
+            }
+            do {
                 try command.run()
                 Glibc.exit(0)
             } catch {

@@ -56,8 +56,8 @@ extension Kiln.Sandbox {
         @Option(help: ArgumentHelp("Memory limit for the whole tree, like 512M or 2G.", valueName: "SIZE"))
         var memory: String?
 
-        @Option(help: ArgumentHelp("Limit on processes and threads (default \(SandboxSpec.Limits.defaultPids)).", valueName: "N"))
-        var pids: Int = SandboxSpec.Limits.defaultPids
+        @Option(help: ArgumentHelp("Limit processes and threads to exactly N (the pids cgroup). Without it, a ceiling of \(SandboxSpec.Limits.defaultPidCeiling) process ids still stops fork bombs.", valueName: "N"))
+        var pids: Int?
 
         @Option(help: ArgumentHelp("Pin the command to N CPUs and set OMP/OPENBLAS/MKL_NUM_THREADS=N.", valueName: "N"))
         var cpus: Int?
@@ -97,7 +97,7 @@ extension Kiln.Sandbox {
                     throw ValidationError("'--tmpfs \(entry)': '\(parts[1])' is not a size: write it like /scratch:512M.")
                 }
             }
-            if pids < 1 { throw ValidationError("'--pids' must be at least 1.") }
+            if let pids, pids < 1 { throw ValidationError("'--pids' must be at least 1.") }
             if let cpus, cpus < 1 { throw ValidationError("'--cpus' must be at least 1.") }
             if command.isEmpty {
                 throw ValidationError("Say what to run after --, like: kiln sandbox run -- python3 -c 'print(1)'")

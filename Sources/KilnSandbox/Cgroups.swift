@@ -8,6 +8,8 @@ public enum LimitEnforcement: String, Sendable, Codable {
     case cgroupV2 = "cgroup-v2"
     case cgroupV1 = "cgroup-v1"
     case rlimit
+    /// The pid namespace's own `pid_max` (Linux 6.14 and later): a ceiling on process ids.
+    case pidNamespace = "pid-namespace"
     case none
 }
 

@@ -32,7 +32,7 @@ enum MountPlan {
         var steps: [MountStep] = []
         if spec.hostToolchain { steps += hostToolchain() }
         steps += generatedEtc(hostname: spec.hostname)
-        steps += procfs()
+        steps += procfs(pidMax: try pidNamespaceCeiling(spec.limits))
         steps += devices()
 
         let userMounts = try validated(spec.mounts)
@@ -114,8 +114,23 @@ enum MountPlan {
         }
     }
 
-    static func procfs() -> [MountStep] {
+    /// The pid namespace's pid_max, when the ceiling applies and the kernel has per-namespace
+    /// pid_max (6.14). Pids allocate from 1 and, after wrapping, from 300: so at least
+    /// ceiling − 300 and at most ceiling processes can exist at once.
+    static func pidNamespaceCeiling(_ limits: SandboxSpec.Limits) throws(SandboxError) -> Int? {
+        guard limits.pids == nil, let ceiling = limits.pidCeiling, PidNamespace.hasOwnPidMax else { return nil }
+        guard ceiling >= PidNamespace.minimumPidMax else {
+            throw SandboxError(.invalidSpec, "a pid ceiling of \(ceiling) is below the kernel's minimum pid_max (\(PidNamespace.minimumPidMax)): set an exact pids limit instead")
+        }
+        return ceiling + 1  // pid_max is exclusive.
+    }
+
+    static func procfs(pidMax: Int?) -> [MountStep] {
         var steps = [MountStep(kind: KILN_MOUNT_PROC, target: newRoot + "/proc")]
+        if let pidMax {
+            let value = "\(pidMax)\n"
+            steps.append(MountStep(kind: KILN_MOUNT_WRITE, size: UInt64(value.utf8.count), source: value, target: newRoot + "/proc/sys/kernel/pid_max"))
+        }
         for name in readOnlyProcPaths {
             steps.append(MountStep(kind: KILN_MOUNT_REMOUNT_READONLY, flags: UInt32(KILN_MOUNT_OPTIONAL), target: newRoot + "/proc/" + name))
         }
@@ -196,4 +211,20 @@ enum MountPlan {
         }
         return (path, type == S_IFDIR)
     }
+}
+
+/// Facts about this kernel's pid namespaces.
+enum PidNamespace {
+    /// Linux 6.14 made pid_max a property of each pid namespace, writable from inside it.
+    static let hasOwnPidMax: Bool = {
+        var name = utsname()
+        guard uname(&name) == 0 else { return false }
+        let release = withUnsafeBytes(of: name.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        let numbers = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2 else { return false }
+        return (numbers[0], numbers[1]) >= (6, 14)
+    }()
+
+    /// The kernel refuses a pid_max below RESERVED_PIDS + 1.
+    static let minimumPidMax = 301
 }

@@ -61,7 +61,12 @@ final class PreparedLaunch {
         if let pids = limits.pids, pids < 1 {
             throw SandboxError(.invalidSpec, "the pids limit must be at least 1 (it was \(pids))")
         }
-        cgroups = SandboxCgroups.create(memory: limits.memory, pids: limits.pids)
+        // Without an exact pids limit, the ceiling is the pid namespace's pid_max where the
+        // kernel has one (free), else the same number through the pids cgroup: moving a
+        // process into a v1 cgroup waits for an RCU grace period, often longer than the run.
+        let ceilingInNamespace = steps.contains { $0.kind == KILN_MOUNT_WRITE && $0.target.hasSuffix("/pid_max") }
+        let pidsLimit = limits.pids ?? (ceilingInNamespace ? nil : limits.pidCeiling)
+        cgroups = SandboxCgroups.create(memory: limits.memory, pids: pidsLimit)
         // Where a cgroup is not available, an rlimit is the fallback. RLIMIT_NPROC does not bind
         // a caller whose uid is the host's root, so then the pids limit is reported as absent.
         var memoryEnforcement = LimitEnforcement.none
@@ -74,7 +79,9 @@ final class PreparedLaunch {
             }
         }
         var pidsEnforcement = LimitEnforcement.none
-        if let pids = limits.pids {
+        if ceilingInNamespace {
+            pidsEnforcement = .pidNamespace
+        } else if let pids = pidsLimit {
             if let version = cgroups.enforcement(of: "pids") {
                 pidsEnforcement = version
             } else {

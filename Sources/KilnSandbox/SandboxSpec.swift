@@ -29,18 +29,23 @@ public struct SandboxSpec: Sendable {
     public struct Limits: Sendable, Equatable {
         /// Bytes of memory (the cgroup's limit, which counts tmpfs pages too). Nil: unlimited.
         public var memory: UInt64?
-        /// Processes and threads. Nil: unlimited. The default stops fork bombs.
+        /// Processes and threads, exactly (the pids cgroup, else RLIMIT_NPROC). Nil: no exact limit.
         public var pids: Int?
+        /// When `pids` is nil: a ceiling on the process ids of the sandbox's pid namespace (its own
+        /// `pid_max`, Linux 6.14 and later), which stops fork bombs at no cost; older kernels get
+        /// the same number as a pids limit. Nil: none.
+        public var pidCeiling: Int?
         /// Pins the command to this many CPUs and sets OMP/OPENBLAS/MKL_NUM_THREADS to match.
         public var cpus: Int?
         /// Wall-clock limit in seconds; the whole process tree is killed when it expires.
         public var timeout: Double?
 
-        public static let defaultPids = 4096
+        public static let defaultPidCeiling = 4096
 
-        public init(memory: UInt64? = nil, pids: Int? = Limits.defaultPids, cpus: Int? = nil, timeout: Double? = nil) {
+        public init(memory: UInt64? = nil, pids: Int? = nil, pidCeiling: Int? = Limits.defaultPidCeiling, cpus: Int? = nil, timeout: Double? = nil) {
             self.memory = memory
             self.pids = pids
+            self.pidCeiling = pidCeiling
             self.cpus = cpus
             self.timeout = timeout
         }

@@ -135,6 +135,7 @@ let isolationCases: [ProbeCase] = [
     ProbeCase(name: "only stdin, stdout, stderr are open", arguments: { _ in ["fds"] }, expected: "fds:0,1,2"),
     // Limits.
     ProbeCase(name: "/tmp exhaustion stops at its size", arguments: { _ in ["fill", "/tmp/big"] }, options: { _ in ["--tmpfs", "/tmp:8M"] }, expected: "errno:ENOSPC mib:8"),
+    ProbeCase(name: "raise the pid ceiling", arguments: { _ in ["write", "/proc/sys/kernel/pid_max"] }, expected: "errno:EACCES"),
     ProbeCase(name: "fork bomb stops at --pids", arguments: { _ in ["forkbomb", "100000"] }, options: { _ in ["--pids", "32"] }, expected: "errno:EAGAIN"),
     ProbeCase(name: "--cpus pins affinity", arguments: { _ in ["affinity"] }, options: { _ in ["--cpus", "1"] }, expected: "cpus:1"),
 ]

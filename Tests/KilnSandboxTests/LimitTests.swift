@@ -66,6 +66,20 @@ struct LimitTests {
     }
 
     @Test(arguments: Caller.available)
+    func forkBombStopsAtTheDefaultCeiling(caller: Caller) throws {
+        let output = SandboxFixture.probe(caller, options: ["--json"], ["forkbomb", "100000"])
+        let lines = output.stdout.split(separator: "\n")
+        let first = try #require(lines.first.map(String.init), "\(output)")
+        #expect(first.hasPrefix("errno:EAGAIN forked:"), "\(output)")
+        let forked = Int(first.split(separator: ":").last ?? "") ?? .max
+        #expect(forked < 4096 && forked > 3000, "\(output)")
+        let report = try #require(lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+        // Linux 6.14+ has a pid_max per pid namespace; older kernels get the pids cgroup or RLIMIT_NPROC.
+        let expected: Set<String> = ["pid-namespace", "cgroup-v1", "cgroup-v2", "rlimit"]
+        #expect(expected.contains(report["pidsEnforcement"] as? String ?? ""), "\(report)")
+    }
+
+    @Test(arguments: Caller.available)
     func timeoutKillsTheTreeIncludingDaemons(caller: Caller) throws {
         let scratch = SandboxFixture.scratch("kiln-timeout")
         let marker = "daemon-marker-\(UUID().uuidString)"

@@ -37,6 +37,9 @@ typedef enum {
     /// Hide `target` (a file) under a read-only bind of /dev/null, or (a directory) under an
     /// empty read-only tmpfs.
     KILN_MOUNT_MASK = 8,
+    /// Write `size` bytes of `source` into the existing file `target` (a /proc/sys setting of
+    /// the sandbox's own namespaces, before /proc/sys becomes read-only).
+    KILN_MOUNT_WRITE = 9,
 } kiln_mount_kind;
 
 enum {
@@ -104,7 +107,7 @@ typedef struct {
     int stdin_fd, stdout_fd, stderr_fd;
 
     /// Pipes: the child reads `sync_fd` and waits for one byte (the parent has joined it to its
-    /// cgroups); reports a setup failure on `report_fd`; the sandbox's pid 1 writes the command's
+    /// cgroups) before it starts the command; reports a setup failure on `report_fd`; the sandbox's pid 1 writes the command's
     /// wait status on `status_fd` when it exits. All three are close-on-exec.
     int sync_fd, report_fd, status_fd;
     /// The parent's ends, which the child closes at once.
@@ -153,6 +156,7 @@ typedef enum {
     KILN_STEP_SECCOMP,
     KILN_STEP_EXEC,
     KILN_STEP_SIGNALS,
+    KILN_STEP_WRITE_SETTING,
 } kiln_step;
 
 /// A short name for `step` ("mount bind"), for messages.
