@@ -59,6 +59,8 @@ extension Kiln {
             do {
                 try command.run()
                 Glibc.exit(0)
+            } catch let code as ExitCode {
+                Glibc.exit(code.rawValue)  // The command's own status: nothing to print.
             } catch {
                 exit(withError: error)
             }
