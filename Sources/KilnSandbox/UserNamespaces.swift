@@ -14,7 +14,7 @@ enum UserNamespaces {
         guard [.notPermitted, .invalidArgument, .noSpace, .tooManyUsers, .permissionDenied].contains(error) else {
             return SandboxError(.setupFailed, "creating the sandbox (clone): \(error.sentenceWithName)", step: "clone", errno: error)
         }
-        return SandboxError(.userNamespacesUnavailable, "kiln cannot create a user namespace on this machine (clone: \(error.sentenceWithName)). \(reason())", step: "clone", errno: error)
+        return SandboxError(.userNamespacesUnavailable, "cannot create a user namespace on this machine (clone: \(error.sentenceWithName)). \(reason())", step: "clone", errno: error)
     }
 
     /// AppArmor's restriction lets clone() succeed and then denies what the namespace should allow.
@@ -22,7 +22,7 @@ enum UserNamespaces {
         let early: [kiln_step] = [KILN_STEP_SETGROUPS, KILN_STEP_UID_MAP, KILN_STEP_GID_MAP, KILN_STEP_MOUNT_PRIVATE, KILN_STEP_MOUNT_BASE]
         guard early.contains(where: { $0.rawValue == UInt32(step) }), errno == .notPermitted || errno == .permissionDenied else { return nil }
         let name = String(cString: kiln_step_name(step))
-        return SandboxError(.userNamespacesUnavailable, "kiln's user namespace was denied privileges (\(name): \(errno.sentenceWithName)). \(reason())", step: name, errno: errno)
+        return SandboxError(.userNamespacesUnavailable, "the sandbox's user namespace was denied privileges (\(name): \(errno.sentenceWithName)). \(reason())", step: name, errno: errno)
     }
 
     static func reason() -> String {

@@ -48,6 +48,15 @@ struct SandboxCommandTests {
         #expect(output.stderr.contains("chdir /nowhere: No such file or directory (ENOENT)"), "\(output)")
     }
 
+    @Test func withoutUserNamespacesKilnSaysWhyAndHowToEnableThem() {
+        // user.max_user_namespaces is per user namespace: set it to 0 in a throwaway one.
+        let output = ChildProcess.run("/usr/bin/unshare", ["-U", "-r", "--fork", "/bin/sh", "-c",
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$0\" sandbox run -- /bin/true", SandboxFixture.kiln])
+        #expect(output.status == 125, "\(output)")
+        #expect(output.stderr.contains("cannot create a user namespace"), "\(output)")
+        #expect(output.stderr.contains("sysctl -w user.max_user_namespaces="), "\(output)")
+    }
+
     @Test func missingBindSourceIsAUsageError() {
         let output = ChildProcess.kiln(["sandbox", "run", "--ro-bind", "/no/such/dir", "/work", "--", "/bin/true"])
         #expect(output.status == 64, "\(output)")
