@@ -69,12 +69,7 @@ let package = Package(
         ),
         .executableTarget(name: "kiln", dependencies: ["KilnCommands"], swiftSettings: swiftSettings),
         // Benchmarks (run by the scripts in benchmarks/, never by the tests).
-        .executableTarget(
-            name: "sandbox-benchmark",
-            dependencies: ["KilnSandbox"],
-            path: "Benchmarks/SandboxBenchmark",
-            swiftSettings: swiftSettings
-        ),
+        .executableTarget(name: "sandbox-benchmark", dependencies: ["KilnSandbox"], swiftSettings: swiftSettings),
 
         .target(
             name: "KilnTestSupport",
