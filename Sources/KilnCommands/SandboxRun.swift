@@ -162,7 +162,7 @@ extension Kiln.Sandbox {
         private func printJSON(_ result: SandboxResult) throws {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            var data = try encoder.encode(SandboxRunReport(result: result))
+            var data = try encoder.encode(SandboxRunReport(result: result, network: network))
             data.append(UInt8(ascii: "\n"))
             data.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) }
         }
@@ -207,16 +207,19 @@ enum BindArguments {
     }
 }
 
-/// `--json`: the result plus kiln's exit code and the profile it ran under.
+/// `--json`: the result plus kiln's exit code, the profile it ran under and the network it had
+/// (`host` weakens the sandbox, so it is always stated).
 struct SandboxRunReport: Encodable {
     var result: SandboxResult
+    var network: SandboxSpec.Network
     func encode(to encoder: any Encoder) throws {
         try result.encode(to: encoder)
         var container = encoder.container(keyedBy: Keys.self)
         try container.encode(result.exitCode, forKey: .kilnExitCode)
         try container.encode(SeccompProfile.version, forKey: .seccompProfile)
+        try container.encode(network, forKey: .network)
     }
-    enum Keys: String, CodingKey { case kilnExitCode, seccompProfile }
+    enum Keys: String, CodingKey { case kilnExitCode, seccompProfile, network }
 }
 
 extension SandboxSpec.Network: ExpressibleByArgument {}

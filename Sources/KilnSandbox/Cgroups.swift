@@ -197,15 +197,3 @@ extension String {
         return String(String.UnicodeScalarView(scalars.reversed().drop(while: { $0 == " " || $0 == "\n" || $0 == "\t" }).reversed()))
     }
 }
-
-/// A pthread mutex for the few counters shared across threads.
-final class Lock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
-}

@@ -170,5 +170,6 @@ struct LimitTests {
         // It touched 32 MiB.
         #expect((report["peakMemoryBytes"] as? Int ?? 0) >= 32 << 20, "\(report)")
         #expect(report["seccompProfile"] as? String == "kiln-seccomp-1")
+        #expect(report["network"] as? String == "none")
     }
 }
