@@ -268,12 +268,25 @@ static int drop_capabilities(void) {
     return (int)syscall(SYS_capset, &header, data);
 }
 
-static int load_seccomp(const kiln_spawn_config *cfg) {
-    if (!cfg->seccomp_filter || cfg->seccomp_filter_len == 0) return 0;
-    struct sock_fprog prog = {
-        .len = cfg->seccomp_filter_len,
-        .filter = (struct sock_filter *)cfg->seccomp_filter,
-    };
+static int read_exactly(int fd, void *buffer, size_t size) {
+    char *p = buffer;
+    while (size > 0) {
+        ssize_t n = read(fd, p, size);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        p += n;
+        size -= (size_t)n;
+    }
+    return 0;
+}
+
+/// The seccomp filter arrives on the sync pipe (see kiln_spawn_config.sync_fd); BPF programs are
+/// at most 4096 instructions.
+static struct sock_filter seccomp_program[4096];
+
+static int load_seccomp(uint16_t length) {
+    if (length == 0) return 0;
+    struct sock_fprog prog = {.len = length, .filter = seccomp_program};
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
 }
 
@@ -507,11 +520,11 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
     // Wait for the parent, which has been moving us into our cgroups meanwhile (a cgroup v1
     // migration waits for an RCU grace period: milliseconds better spent on the setup above).
     // The command must start inside them; and if the parent died, nothing runs.
-    char go;
-    ssize_t got;
-    do got = read(cfg->sync_fd, &go, 1);
-    while (got < 0 && errno == EINTR);
-    if (got != 1) _exit(125);
+    // Then the seccomp filter, which the parent compiled meanwhile.
+    struct { uint8_t go; uint8_t pad; uint16_t length; } header;
+    if (read_exactly(cfg->sync_fd, &header, sizeof(header)) < 0 || header.go != 1) _exit(125);
+    if (header.length > sizeof(seccomp_program) / sizeof(seccomp_program[0])) fail(cfg, KILN_STEP_SECCOMP, E2BIG, NULL, 125);
+    if (read_exactly(cfg->sync_fd, seccomp_program, header.length * sizeof(struct sock_filter)) < 0) _exit(125);
     close(cfg->sync_fd);
     // Now the cgroup namespace's root is the sandbox's own cgroup.
     if (cfg->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(cfg, KILN_STEP_UNSHARE_CGROUP, errno, NULL, 125);
@@ -528,7 +541,7 @@ __attribute__((noreturn)) static void child_main(const kiln_spawn_config *cfg) {
     if (sigprocmask(SIG_SETMASK, &all, NULL) < 0) fail(cfg, KILN_STEP_SIGNALS, errno, NULL, 125);
 
     // The filter goes on last, once: the command inherits it.
-    if (load_seccomp(cfg) < 0) fail(cfg, KILN_STEP_SECCOMP, errno, NULL, 125);
+    if (load_seccomp(header.length) < 0) fail(cfg, KILN_STEP_SECCOMP, errno, NULL, 125);
 
     // The command starts as posix_spawn does: sharing pid 1's memory on its own stack, pid 1
     // suspended until it has called execve, so nothing of the address space is copied. (Not

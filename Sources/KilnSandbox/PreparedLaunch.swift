@@ -29,14 +29,14 @@ final class CStringArena {
 }
 
 /// Everything about one launch that can be computed and checked before clone(): the mount plan,
-/// argv and environment as C strings, limits, affinity, the seccomp filter and the cgroups.
+/// argv and environment as C strings, limits, affinity and the cgroups. (The seccomp filter is
+/// compiled after clone(), while the child builds its root, and sent down the sync pipe.)
 final class PreparedLaunch {
     let spec: SandboxSpec
     let steps: [MountStep]
     let environment: [String]
     let cpuMask: [UInt8]
     var rlimits: [kiln_rlimit] = []
-    let filter: [UInt8]
     let cgroups: SandboxCgroups
     let memoryEnforcement: LimitEnforcement
     let pidsEnforcement: LimitEnforcement
@@ -52,7 +52,6 @@ final class PreparedLaunch {
         steps = try MountPlan.build(spec)
         environment = spec.effectiveEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         cpuMask = try PreparedLaunch.affinity(cpus: spec.limits.cpus)
-        filter = try SeccompProfile.bpf.get()
 
         let limits = spec.limits
         if let memory = limits.memory, memory < 1 << 20 {
@@ -183,15 +182,11 @@ final class PreparedLaunch {
         let start = monotonicSeconds()
         let pid: pid_t = rlimits.withUnsafeBufferPointer { rlimitBuffer in
             cpuMask.withUnsafeBytes { maskBytes in
-                filter.withUnsafeBytes { filterBytes in
-                    config.rlimits = rlimitBuffer.baseAddress
-                    config.rlimit_count = rlimitBuffer.count
-                    config.cpu_mask = maskBytes.count > 0 ? maskBytes.baseAddress : nil
-                    config.cpu_mask_size = maskBytes.count
-                    config.seccomp_filter = filterBytes.baseAddress
-                    config.seccomp_filter_len = UInt16(filterBytes.count / 8)  // sizeof(struct sock_filter)
-                    return kiln_sandbox_clone(&config, &pidfd)
-                }
+                config.rlimits = rlimitBuffer.baseAddress
+                config.rlimit_count = rlimitBuffer.count
+                config.cpu_mask = maskBytes.count > 0 ? maskBytes.baseAddress : nil
+                config.cpu_mask_size = maskBytes.count
+                return kiln_sandbox_clone(&config, &pidfd)
             }
         }
         close(sync.read)
@@ -204,13 +199,23 @@ final class PreparedLaunch {
         }
         onLaunch(pid, pidfd)
 
-        // Join the cgroups, then let the child go on. A failure closes the sync pipe instead,
-        // and the child exits without doing anything.
+        // While the child builds its root: join the cgroups and compile the seccomp filter, then
+        // send the filter and let the child go on. A failure closes the sync pipe instead, and
+        // the child exits before running anything.
         var joinError: SandboxError?
-        do { try cgroups.join(pid) } catch { joinError = error }
-        if joinError == nil {
-            var go: UInt8 = 1
-            _ = write(sync.write, &go, 1)
+        do {
+            try cgroups.join(pid)
+            let filter = try SeccompProfile.bpf.get()
+            let instructions = filter.count / 8  // sizeof(struct sock_filter)
+            var message: [UInt8] = [1, 0, UInt8(instructions & 0xff), UInt8(instructions >> 8)] + filter
+            let count = message.count
+            // Far below the pipe's capacity (a filter is a few kilobytes): one write, no blocking.
+            let written = message.withUnsafeMutableBytes { write(sync.write, $0.baseAddress, count) }
+            if written != count {
+                joinError = SandboxError(.setupFailed, "sending the seccomp filter to the sandbox: \(Errno(rawValue: errno).sentenceWithName)", step: "send seccomp filter")
+            }
+        } catch {
+            joinError = error
         }
         close(sync.write)
         parentOpen.remove(sync.write)

@@ -99,15 +99,13 @@ typedef struct {
     const void *_Nullable cpu_mask;
     size_t cpu_mask_size;
 
-    /// The seccomp BPF program (struct sock_filter[]), built by libseccomp in the parent.
-    const void *_Nullable seccomp_filter;
-    uint16_t seccomp_filter_len;
-
     /// The command's standard streams: a descriptor to dup2 onto 0/1/2, or -1 to inherit.
     int stdin_fd, stdout_fd, stderr_fd;
 
-    /// Pipes: the child reads `sync_fd` and waits for one byte (the parent has joined it to its
-    /// cgroups) before it starts the command; reports a setup failure on `report_fd`; the sandbox's pid 1 writes the command's
+    /// Pipes: before it starts the command, the child reads from `sync_fd` a header
+    /// `{uint8 go = 1, uint8 0, uint16 n}` (the parent has joined it to its cgroups) and then n
+    /// `struct sock_filter`s, the seccomp filter, which the parent compiles while the child builds
+    /// its root; end of file instead means stop. The child reports a setup failure on `report_fd`; the sandbox's pid 1 writes the command's
     /// wait status on `status_fd` when it exits. All three are close-on-exec.
     int sync_fd, report_fd, status_fd;
     /// The parent's ends, which the child closes at once.
