@@ -93,6 +93,7 @@ let isolationCases: [ProbeCase] = [
     ProbeCase(name: "ptrace a host pid", arguments: { _ in ["ptrace", String(getpid())] }, expected: "errno:EPERM"),
     ProbeCase(name: "ptrace traceme", arguments: { _ in ["ptrace-traceme"] }, expected: "errno:EPERM"),
     ProbeCase(name: "only pid 1 and the command are visible", arguments: { _ in ["pids"] }, expected: "count:2"),
+    ProbeCase(name: "pid 1 reaps orphaned zombies", arguments: { _ in ["orphan-zombies"] }, expected: "zombies:0"),
     // Namespaces and mounts.
     ProbeCase(name: "mount a tmpfs", arguments: { _ in ["mount-tmpfs", "/tmp"] }, expected: "errno:EPERM"),
     ProbeCase(name: "nested user namespace (unshare)", arguments: { _ in ["unshare-user"] }, expected: "errno:EPERM"),

@@ -204,6 +204,35 @@ static int daemonize(const char *path) {
     for (;;) pause();
 }
 
+/// Leaves an orphan that exits (it is reparented to pid 1), then counts zombies: pid 1 must reap.
+static int orphan_zombies(void) {
+    pid_t child = fork();
+    if (child == 0) {
+        if (fork() == 0) { usleep(100000); _exit(0); }
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    usleep(400000);
+    int zombies = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+        char path[64], line[256];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (fgets(line, sizeof line, f)) {
+            char *close_paren = strrchr(line, ')');
+            if (close_paren && close_paren[1] == ' ' && close_paren[2] == 'Z') zombies++;
+        }
+        fclose(f);
+    }
+    if (d) closedir(d);
+    printf("zombies:%d\n", zombies);
+    return 0;
+}
+
 static int int80_getpid(void) {
 #if defined(__x86_64__)
     long rc;
@@ -285,6 +314,7 @@ int main(int argc, char **argv) {
     if (!strcmp(p, "umask")) { mode_t m = umask(0); printf("umask:%03o\n", m); return 0; }
     if (!strcmp(p, "session")) { printf(getsid(0) == getpid() ? "session:own\n" : "session:inherited\n"); return 0; }
     if (!strcmp(p, "affinity")) { cpu_set_t s; sched_getaffinity(0, sizeof s, &s); printf("cpus:%d\n", CPU_COUNT(&s)); return 0; }
+    if (!strcmp(p, "orphan-zombies")) return orphan_zombies();
     if (!strcmp(p, "fill")) return fill(a);
     if (!strcmp(p, "forkbomb")) return forkbomb(atoi(a));
     if (!strcmp(p, "hog")) return hog(atol(a));
