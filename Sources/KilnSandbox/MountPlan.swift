@@ -170,6 +170,10 @@ enum MountPlan {
             if ["proc", "dev"].contains(components[0]) {
                 throw SandboxError(.invalidSpec, "mount target \"\(target)\" is inside /\(components[0]), which kiln builds itself")
             }
+            if case .tmpfs(_, let size?) = mount, size < 4096 {
+                // tmpfs reads size=0 as "no limit": never what a caller asking for a size meant.
+                throw SandboxError(.invalidSpec, "the tmpfs at \"\(target)\" is \(size) bytes: give at least 4K, like \(target):64M")
+            }
             let normalized = "/" + components.joined(separator: "/")
             if !seen.insert(normalized).inserted {
                 throw SandboxError(.invalidSpec, "two mounts target \"\(normalized)\": keep one")

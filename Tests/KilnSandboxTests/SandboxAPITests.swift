@@ -112,6 +112,14 @@ struct SandboxAPITests {
         #expect(error?.message.contains(mention) == true, "\(error?.message ?? "")")
     }
 
+    @Test func aZeroSizedTmpfsIsRefused() async throws {
+        // tmpfs would read size=0 as unlimited.
+        let error = await #expect(throws: SandboxError.self) {
+            try await Sandbox.run(SandboxSpec(command: ["/bin/true"], mounts: [.tmpfs(target: "/scratch", size: 0)]))
+        }
+        #expect(error?.message.contains("at least 4K") == true)
+    }
+
     @Test func nestedMountsWorkInAnyOrder() async throws {
         let scratch = SandboxFixture.scratch("kiln-nested")
         try FileManager.default.createDirectory(atPath: scratch("data"), withIntermediateDirectories: true)
