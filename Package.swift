@@ -53,7 +53,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .target(name: "KilnRecipe", swiftSettings: swiftSettings),
+        // libyaml's event parser, for recipes (Yams would bring Foundation and ICU into start-up).
+        .systemLibrary(
+            name: "CLibYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
+        .target(
+            name: "KilnRecipe",
+            dependencies: ["CLibYAML", "KilnSandbox", "KilnStore"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KilnEngine",
             dependencies: ["KilnSandbox", "KilnStore", "KilnRecipe"],
@@ -88,5 +98,6 @@ let package = Package(
             dependencies: ["KilnStore", "KilnTestSupport", "kiln"],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe"], swiftSettings: swiftSettings),
     ]
 )

@@ -1,2 +1,0 @@
-// The recipe model and its YAML decoding (the recipes issue builds this module).
-public enum KilnRecipe {}
