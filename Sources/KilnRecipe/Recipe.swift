@@ -127,3 +127,12 @@ public struct MatrixBinding: Hashable, Sendable {
     public var name: String
     public var value: ParamValue
 }
+
+extension Recipe {
+    /// The values of the params `stage` uses, by name: what its action key holds.
+    public func paramValues(for stage: Stage) -> [String: ParamValue] {
+        var values: [String: ParamValue] = [:]
+        for param in params where stage.paramsUsed.contains(param.name) { values[param.name] = param.value }
+        return values
+    }
+}

@@ -7,8 +7,10 @@ struct YAMLParser {
     static let maxBytes = 4 << 20
     /// Nesting deeper than this is refused: decoding walks the tree recursively.
     static let maxDepth = 64
-    /// Nodes after alias expansion: a "billion laughs" document stops here, not at a billion.
-    static let maxNodes = 100_000
+    /// Nodes in the document (a 10,000-stage recipe has about 100,000).
+    static let maxNodes = 2_000_000
+    /// Nodes that aliases repeat: a "billion laughs" document stops here, not at a billion.
+    static let maxAliasedNodes = 100_000
 
     struct Failure: Error {
         var code: RecipeError.Code
@@ -53,8 +55,14 @@ private struct Composer {
     var root: YAMLNode?
     var documents = 0
     var totalWeight = 0
+    var aliasedWeight = 0
+    /// libyaml's mark.index counts characters: the source as Unicode scalars, when it is not ASCII.
+    let scalars: [Unicode.Scalar]?
 
-    init(source: [UInt8]) { self.source = source }
+    init(source: [UInt8]) {
+        self.source = source
+        scalars = source.allSatisfy { $0 < 0x80 } ? nil : Array(String(decoding: source, as: UTF8.self).unicodeScalars)
+    }
 
     mutating func run(_ buffer: UnsafeBufferPointer<UInt8>) throws(YAMLParser.Failure) {
         var parser = yaml_parser_t()
@@ -127,6 +135,12 @@ private struct Composer {
             }
             var node = target.node
             node.mark = mark
+            aliasedWeight += target.weight
+            guard aliasedWeight <= YAMLParser.maxAliasedNodes else {
+                throw .init(code: .tooComplex,
+                            message: "aliases repeat more than \(YAMLParser.maxAliasedNodes) nodes",
+                            mark: mark, hint: "a recipe needs no alias repeated this often (a \"billion laughs\" document?)")
+            }
             try add(node, weight: target.weight, anchor: nil)
         case YAML_SEQUENCE_START_EVENT, YAML_MAPPING_START_EVENT:
             let isMapping = event.type == YAML_MAPPING_START_EVENT
@@ -166,9 +180,7 @@ private struct Composer {
         if !counted {
             totalWeight += weight
             guard totalWeight <= YAMLParser.maxNodes else {
-                throw .init(code: .tooComplex,
-                            message: "the document expands to more than \(YAMLParser.maxNodes) nodes through aliases",
-                            mark: node.mark, hint: "a recipe needs no alias repeated this often (a \"billion laughs\" document?)")
+                throw .init(code: .tooComplex, message: "the document has more than \(YAMLParser.maxNodes) nodes", mark: node.mark)
             }
         } else {
             totalWeight += 1  // the collection itself
@@ -226,12 +238,20 @@ private struct Composer {
     /// verbatim between the marks (plain, or quoted without escapes).
     func valueOffset(_ event: yaml_event_t, value: String) -> Int? {
         let start = Int(event.start_mark.index), end = Int(event.end_mark.index)
-        guard event.start_mark.line == event.end_mark.line, start <= end, end <= source.count else { return nil }
-        let raw = source[start..<end]
-        let utf8 = Array(value.utf8)
-        if raw.elementsEqual(utf8) { return 0 }
-        if raw.count == utf8.count + 2, raw.first == raw.last, raw.first == UInt8(ascii: "'") || raw.first == UInt8(ascii: "\""),
-           raw.dropFirst().dropLast().elementsEqual(utf8) {
+        guard event.start_mark.line == event.end_mark.line, start <= end else { return nil }
+        if let scalars {
+            guard end <= scalars.count else { return nil }
+            return Self.offset(raw: scalars[start..<end], value: Array(value.unicodeScalars), quotes: ["'", "\""])
+        }
+        guard end <= source.count else { return nil }
+        return Self.offset(raw: source[start..<end], value: Array(value.utf8), quotes: [UInt8(ascii: "'"), UInt8(ascii: "\"")])
+    }
+
+    /// 0 if `raw` is the value itself, 1 if it is the value in quotes, else nil.
+    static func offset<T: Equatable>(raw: ArraySlice<T>, value: [T], quotes: [T]) -> Int? {
+        if raw.elementsEqual(value) { return 0 }
+        if raw.count == value.count + 2, let q = raw.first, raw.last == q, quotes.contains(q),
+           raw.dropFirst().dropLast().elementsEqual(value) {
             return 1
         }
         return nil

@@ -125,3 +125,35 @@ import Testing
         #expect(errors(yaml, overrides: [("seed", "7"), ("C", "10"), ("name", "1.5"), ("fast", "true")]).isEmpty)
     }
 }
+
+@Suite struct PositionTests {
+    @Test func columnsCountCharactersNotBytes() {
+        let found = errors("kiln: 1\nstages:\n  a:\n    run: echo héllo→ ${params.x}\n")
+        #expect(summary(found) == ["undefinedVariable@4:22"])
+    }
+
+    @Test func windowsLineEndings() {
+        #expect(summary(errors("kiln: 1\r\nstages:\r\n  a:\r\n    run: true\r\n    ouputs: [x]\r\n")) == ["unknownKey@5:5"])
+    }
+
+    @Test func multiLineScalarsPointAtTheScalar() {
+        let found = errors("kiln: 1\nstages:\n  a:\n    run: |\n      echo one\n      echo ${params.nope}\n")
+        #expect(summary(found) == ["undefinedVariable@4:10"])
+    }
+
+    @Test func escapedQuotedScalarsPointAtTheScalar() {
+        #expect(summary(errors("kiln: 1\nstages:\n  a:\n    run: \"\\techo ${params.nope}\"\n")) == ["undefinedVariable@4:10"])
+    }
+}
+
+@Suite struct ScaleTests {
+    /// Ten thousand stages in a chain load, validate and order (the engine's no-op run needs this fast).
+    @Test func tenThousandStageChain() throws {
+        var yaml = "kiln: 1\nstages:\n  s0: {run: true, outputs: [o0]}\n"
+        for i in 1..<10_000 { yaml += "  s\(i): {run: true, inputs: [o\(i - 1)], outputs: [o\(i)]}\n" }
+        let recipe = try load(yaml)
+        #expect(recipe.stages.count == 10_000)
+        #expect(recipe.graph.topologicalOrder() == Array(0..<10_000))
+        #expect(try recipe.select(["s9999"]).count == 10_000)
+    }
+}

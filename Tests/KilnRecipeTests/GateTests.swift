@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import KilnRecipe
 
@@ -42,8 +43,14 @@ import Testing
     }
 
     @Test func jsonValueDecodesThroughCodable() throws {
-        // The engine decodes metrics with JSONDecoder; a round trip through a tiny encoder-free path:
-        let value = JSONValue.object(["a": .array([.number(1), .null, .bool(false), .string("x")])])
+        let json = #"{"accuracy": 0.93, "n": 3, "a": [1, null, false, "x"], "eval": {"f1": 0.5}}"#
+        let value = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
+        #expect(value.value(at: "accuracy") == .number(0.93))
+        #expect(value.value(at: "n") == .number(3))
+        #expect(value.value(at: "eval.f1") == .number(0.5))
+        #expect(value.value(at: "a.2") == .bool(false))
+        #expect(value.value(at: "a.1") == .null)
+        #expect(try GateExpression(parsing: "accuracy >= 0.9 and eval.f1 > 0.4").passes(value))
         #expect(value.value(at: "a.0") == .number(1))
         #expect(value.value(at: "a.3") == .string("x"))
         #expect(value.value(at: "a.x") == nil)

@@ -28,7 +28,7 @@ import Testing
         let elapsed = clock.measure { found = errors(yaml) }
         #expect(found.count == 1)
         #expect(found.first?.code == .tooComplex)
-        #expect(found.first?.message.contains("through aliases") == true)
+        #expect(found.first?.message == "aliases repeat more than 100000 nodes")
         #expect(elapsed < .seconds(5))
     }
 

@@ -21,6 +21,7 @@ import Testing
         #expect(recipe.stages[0].paramsUsed == ["data", "fast", "seed"])
         #expect(recipe.stages[1].paramsUsed == ["C", "kernel"])
         #expect(recipe.stages[0].inputs.map(\.description) == ["raw/"])
+        #expect(recipe.paramValues(for: recipe.stages[1]) == ["C": .double(1.0), "kernel": .string("rbf")])
     }
 
     @Test(arguments: [
