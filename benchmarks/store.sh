@@ -5,13 +5,15 @@
 #   3. archiving and extracting 20,000 files of 4 KiB: kiln vs GNU tar vs bsdtar
 #   4. a second kiln hash of an unchanged 100,000-file tree (stat cache)
 # Every case runs RUNS times (default 5), tools interleaved (the order rotates every round), and
-# reports the median wall time. Each timed run writes to a fresh output path and `sync` runs before
-# it (outside the timing), so no run pays for another's writeback; outputs are deleted only after a
-# whole case (this disk is mounted with `discard`: blocks freed by a deletion are reused only after
-# the device discarded them, which made runs after an `rm -rf` of 20,000 files 20× slower). Inputs
-# are read once first (warm page cache) so every tool reads from memory.
+# reports the median wall time. Before each timed run, outside the timing: `sync`, then (as root)
+# the page cache is dropped and the run's input read back into it, so every run starts with the
+# same memory state (without this, 1 GiB runs swung between 0.3 s and 3 s with the reclaim of
+# earlier runs' pages) and every tool reads its input from memory. Each run writes to a fresh
+# output path; outputs are deleted only after a whole case (this disk is mounted with `discard`:
+# blocks freed by a deletion are reused only once discarded, which made runs after an `rm -rf` of
+# 20,000 files 20x slower).
 #
-# Usage: benchmarks/store.sh            (builds kiln with `swift build -c release` first)
+# Usage: benchmarks/store.sh            (builds kiln with `swift build -c release --static-swift-stdlib`, as shipped)
 #        KILN=/path/to/kiln RUNS=7 WORK=/tmp/x benchmarks/store.sh
 set -euo pipefail
 
@@ -20,7 +22,7 @@ RUNS=${RUNS:-5}
 WORK=${WORK:-/tmp/kiln-bench-store}
 if [ -z "${KILN:-}" ]; then
   SCRATCH=${SCRATCH:-$ROOT/.build-store-release}
-  swift build -c release --product kiln --package-path "$ROOT" --scratch-path "$SCRATCH" >&2
+  swift build -c release --static-swift-stdlib --product kiln --package-path "$ROOT" --scratch-path "$SCRATCH" >&2
   KILN="$SCRATCH/release/kiln"
 fi
 GNUTAR=$(command -v tar)
@@ -36,11 +38,16 @@ now() { date +%s%N; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 declare -A SAMPLES
+DROP=0
+if [ -w /proc/sys/vm/drop_caches ]; then DROP=1; else echo "note: not root, page cache not dropped between runs" >&2; fi
 # time_it NAME PREP CMD: runs PREP (untimed), then times CMD; appends seconds to SAMPLES[NAME].
 time_it() {
   local name=$1 prep=$2 cmd=$3
-  eval "$prep"
   sync
+  if [ "$DROP" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
+  # The tools themselves (binaries and shared libraries) back in memory too.
+  "$KILN" --version > /dev/null; "$GNUTAR" --version > /dev/null; "$BSDTAR" --version > /dev/null; "$OPENSSL" version > /dev/null
+  eval "$prep"
   local t0 t1
   t0=$(now)
   eval "$cmd" > /dev/null
@@ -83,17 +90,17 @@ find small tree -type f -exec cat {} + > /dev/null
 "$KILN" archive small -o small.tar
 sync
 
-# rounds CASE "NAME CMD" ...: RUNS rounds; in round i the tools start at position i (rotation).
-# In CMD, OUT is a fresh output path for that run.
+# rounds CASE WARM "NAME CMD" ...: RUNS rounds; in round i the tools start at position i
+# (rotation). WARM reads the case's input into the page cache. In CMD, OUT is a fresh output path.
 rounds() {
-  local case=$1; shift
+  local case=$1 warm=$2; shift 2
   local tools=("$@") n=$# i j k
   for i in $(seq 0 $((RUNS - 1))); do
     for j in $(seq 0 $((n - 1))); do
       k=$(( (i + j) % n ))
       local name=${tools[$k]%% *} cmd=${tools[$k]#* }
       local out="$WORK/out/$case.$name.$i"
-      time_it "$name-$case" "mkdir -p '$WORK/out'" "${cmd//OUT/$out}"
+      time_it "$name-$case" "mkdir -p '$WORK/out'; $warm" "${cmd//OUT/$out}"
     done
   done
   rm -rf "$WORK/out"
@@ -102,21 +109,22 @@ rounds() {
 }
 
 echo "== 1. hash 1 GiB" >&2
-rounds hash "openssl $OPENSSL dgst -sha256 big/big.bin" "kiln $KILN hash --no-stat-cache big/big.bin"
+rounds hash "cat big/big.bin > /dev/null" "openssl $OPENSSL dgst -sha256 big/big.bin" "kiln $KILN hash --no-stat-cache big/big.bin"
 
 echo "== 2. archive and extract 1 GiB" >&2
-rounds c1 "gnutar $GNUTAR -cf OUT -C big big.bin" "bsdtar $BSDTAR -cf OUT -C big big.bin" "kiln $KILN archive big/big.bin -o OUT"
-rounds x1 "gnutar mkdir OUT && $GNUTAR -xf big.tar -C OUT" "bsdtar mkdir OUT && $BSDTAR -xf big.tar -C OUT" "kiln $KILN extract big.tar -C OUT 2>/dev/null"
+rounds c1 "cat big/big.bin > /dev/null" "gnutar $GNUTAR -cf OUT -C big big.bin" "bsdtar $BSDTAR -cf OUT -C big big.bin" "kiln $KILN archive big/big.bin -o OUT"
+rounds x1 "cat big.tar > /dev/null" "gnutar mkdir OUT && $GNUTAR -xf big.tar -C OUT" "bsdtar mkdir OUT && $BSDTAR -xf big.tar -C OUT" "kiln $KILN extract big.tar -C OUT 2>/dev/null"
 
 echo "== 3. archive and extract 20,000 files of 4 KiB" >&2
-rounds c2 "gnutar $GNUTAR -cf OUT -C small ." "bsdtar $BSDTAR -cf OUT -C small ." "kiln $KILN archive small -o OUT"
-rounds x2 "gnutar mkdir OUT && $GNUTAR -xf small.tar -C OUT" "bsdtar mkdir OUT && $BSDTAR -xf small.tar -C OUT" "kiln $KILN extract small.tar -C OUT 2>/dev/null"
+rounds c2 "find small -type f -exec cat {} + > /dev/null" "gnutar $GNUTAR -cf OUT -C small ." "bsdtar $BSDTAR -cf OUT -C small ." "kiln $KILN archive small -o OUT"
+rounds x2 "cat small.tar > /dev/null" "gnutar mkdir OUT && $GNUTAR -xf small.tar -C OUT" "bsdtar mkdir OUT && $BSDTAR -xf small.tar -C OUT" "kiln $KILN extract small.tar -C OUT 2>/dev/null"
 
 echo "== 4. second kiln hash of an unchanged 100,000-file tree" >&2
 sleep 1  # older than the racy-clean window, as any tree not being written is
 "$KILN" hash --cache cache tree > first.txt
+# Warm: the tree's inodes and the stat cache in memory (a second hash right after the first).
 for i in $(seq "$RUNS"); do
-  time_it kiln-rehash ":" "$KILN hash --cache cache tree"
+  time_it kiln-rehash "find tree -printf '%s' > /dev/null; cat cache/statcache > /dev/null" "$KILN hash --cache cache tree"
 done
 "$KILN" hash --cache cache tree | cmp - first.txt
 

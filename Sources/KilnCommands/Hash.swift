@@ -36,10 +36,12 @@ extension Kiln {
                 let location = cacheOptions.location
                 var store: Store?
                 if !noStatCache {
-                    if location.source != .currentDirectory {
-                        store = try Store(root: location.path)
-                    } else {
-                        store = try Store.existing(root: location.path)
+                    // The stat cache only saves time: a cache that cannot be opened is reported, not fatal.
+                    do {
+                        store = location.source != .currentDirectory
+                            ? try Store(root: location.path) : try Store.existing(root: location.path)
+                    } catch let e as StoreError {
+                        storeErrorLine("kiln: warning: hashing without the stat cache: \(e.message)")
                     }
                 }
                 let cache = StatCache(path: store?.statCachePath)

@@ -193,4 +193,18 @@ let variations: [Variation] = [
         #expect(list.stdout.hasPrefix("-rwxr-xr-x 0/0"), "\(list)")
         #expect(list.stdout.hasSuffix(" model.pkl\n"), "\(list)")
     }
+
+    /// The archive format must never drift silently: this tree's archive has had this digest since
+    /// the format was written down (changing it invalidates every cached artifact).
+    @Test func goldenDigest() throws {
+        let dir = ScratchDirectory()
+        let made = ChildProcess.shell(
+            "set -e; mkdir -p src/sub src/empty; echo hello > src/a.txt; printf '#!/bin/sh\\n' > src/sub/run.sh; chmod +x src/sub/run.sh; ln -s a.txt src/link",
+            currentDirectory: dir.path)
+        #expect(made.status == 0, "\(made)")
+        let r = ChildProcess.kiln(["archive", "src", "-o", "a.tar", "--digest"], currentDirectory: dir.path)
+        #expect(r.stdout == "sha256:7e3cf8e675cce6742e5db63d9a4d53d91937779d57d3283dee50bb634c4c9d72  a.tar\n", "\(r)")
+        let h = ChildProcess.kiln(["hash", "--no-stat-cache", "src"], currentDirectory: dir.path)
+        #expect(h.stdout == "sha256:cb539aef8b63a3e07b69dbfa05d3af9dac088f0bafee4a6dceb5319759b5ea99  src\n", "\(h)")
+    }
 }
