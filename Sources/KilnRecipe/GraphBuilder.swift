@@ -51,11 +51,8 @@ extension Recipe {
                             hint: "a stage cannot read its own output: write to a new path, or split the stage in two")
                 }
                 if producers.isEmpty, !readsItself, !input.isGlob, !fileExists(input.description) {
-                    let near = Suggestion.closest(to: input.path, among: sortedOutputs)
                     d.error(.missingInput, "input '\(input)' of stage '\(stage.name)' does not exist and no stage writes it",
-                            at: mark(input.location),
-                            hint: near.map { "did you mean '\($0)', an output of stage '\(stages[producer[$0]!.stage].name)'?" }
-                                ?? "create it in the workspace, or add it to the outputs of the stage that makes it")
+                            at: mark(input.location), hint: missingInputHint(input, stages, producer, sortedOutputs))
                 }
                 dependencies[i].append(contentsOf: producers)
             }
@@ -67,6 +64,20 @@ extension Recipe {
                     hint: "each arrow is a stage needing an output of the next; break the cycle by removing one of those inputs")
         }
         return graph
+    }
+
+    /// A near output's name, or where matrix variants put the file, or how to provide it.
+    private static func missingInputHint(_ input: WorkspacePath, _ stages: [Stage],
+                                         _ producer: [String: (stage: Int, output: WorkspacePath)], _ sortedOutputs: [String]) -> String {
+        if let near = Suggestion.closest(to: input.path, among: sortedOutputs) {
+            return "did you mean '\(near)', an output of stage '\(stages[producer[near]!.stage].name)'?"
+        }
+        let inVariants = sortedOutputs.filter { $0.hasSuffix("/" + input.path) && !stages[producer[$0]!.stage].matrix.isEmpty }
+        if let first = inVariants.first {
+            let base = stages[producer[first]!.stage].baseName
+            return "matrix stage '\(base)' writes it in each variant's folder: read '\(first)', or all of them with '\(base)@*/\(input.path)'"
+        }
+        return "create it in the workspace, or add it to the outputs of the stage that makes it"
     }
 
     private static func mark(_ location: SourceLocation) -> Mark { Mark(line: location.line, column: location.column) }

@@ -84,11 +84,16 @@ struct StageBuilder {
         }
         var gates: [GateExpression] = []
         for text in raw.gates {
+            // Thresholds may come from params (`accuracy >= ${params.min_accuracy}`); they are checked
+            // after the stage runs, so they stay out of `paramsUsed` and a new threshold reruns nothing.
+            var gateParams = Set<String>()
+            let expanded = context.interpolate(text, &gateParams, &d)
             do {
-                gates.append(try GateExpression(parsing: text.value))
+                gates.append(try GateExpression(parsing: expanded))
             } catch {
-                d.error(.badGate, "gate '\(text.value)' does not parse: \(error.message)",
-                        at: text.scalar.mark(ofScalarAt: error.offset, in: text.mark),
+                let offsetHolds = expanded == text.value
+                d.error(.badGate, "gate '\(expanded)' does not parse: \(error.message)",
+                        at: offsetHolds ? text.scalar.mark(ofScalarAt: error.offset, in: text.mark) : text.mark,
                         hint: "write comparisons of metric names and numbers joined by `and`, e.g. \"accuracy >= 0.9 and loss < 0.2\"")
             }
         }

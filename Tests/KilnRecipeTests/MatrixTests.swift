@@ -83,3 +83,31 @@ extension String {
         return result + rest
     }
 }
+
+@Suite struct MatrixDependencyTests {
+    @Test func readingAVariantOutputByItsPlainNameExplainsWhereItIs() {
+        let found = errors("""
+            kiln: 1
+            stages:
+              train: {run: true, matrix: {C: [1, 2]}, outputs: [model.pkl]}
+              test: {run: true, inputs: [model.pkl]}
+            """)
+        #expect(summary(found) == ["missingInput@4:30"])
+        #expect(found.first?.hint == "matrix stage 'train' writes it in each variant's folder: read 'train@C=1/model.pkl', or all of them with 'train@*/model.pkl'")
+    }
+
+    @Test func gateThresholdsFromParamsStayOutOfTheKey() throws {
+        let recipe = try load("""
+            kiln: 1
+            params: {min_accuracy: 0.9}
+            stages:
+              evaluate:
+                run: true
+                outputs: [m.json]
+                metrics: m.json
+                gates: ["accuracy >= ${params.min_accuracy}"]
+            """, overrides: [("min_accuracy", "0.95")])
+        #expect(recipe.stages[0].gates.map(\.text) == ["accuracy >= 0.95"])
+        #expect(recipe.stages[0].paramsUsed == [])
+    }
+}
