@@ -40,7 +40,6 @@ public struct RecipeError: Error, Hashable, Sendable, CustomStringConvertible {
         case outputConflict
         case cycle
         case badGate
-        case unknownStage
     }
 
     public var code: Code
