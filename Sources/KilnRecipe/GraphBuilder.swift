@@ -4,21 +4,21 @@ extension Recipe {
     static func graph(_ stages: [Stage], marks: [Mark], fileExists: (String) -> Bool, _ d: inout Diagnostics) -> StageGraph {
         // Every output by path; collisions with an equal path or an enclosing folder are errors.
         var producer: [String: (stage: Int, output: WorkspacePath)] = [:]
-        for (i, stage) in stages.enumerated() {
-            for output in stage.outputs {
+        for i in stages.indices {
+            for output in stages[i].outputs {
                 if let other = producer[output.path], other.stage != i {
-                    d.error(.outputConflict, "stages '\(stages[other.stage].name)' and '\(stage.name)' both write '\(output)'",
+                    d.error(.outputConflict, "stages '\(stages[other.stage].name)' and '\(stages[i].name)' both write '\(output)'",
                             at: mark(output.location), hint: "each path is created by one stage; rename one of the outputs")
                     continue
                 }
                 producer[output.path] = (i, output)
             }
         }
-        for (i, stage) in stages.enumerated() {
-            for output in stage.outputs {
+        for i in stages.indices {
+            for output in stages[i].outputs {
                 for ancestor in ancestors(output.path) {
                     if let other = producer[ancestor], other.stage != i {
-                        d.error(.outputConflict, "output '\(output)' of stage '\(stage.name)' is inside '\(other.output)', an output of stage '\(stages[other.stage].name)'",
+                        d.error(.outputConflict, "output '\(output)' of stage '\(stages[i].name)' is inside '\(other.output)', an output of stage '\(stages[other.stage].name)'",
                                 at: mark(output.location), hint: "a folder output belongs to one stage: move the file out of it, or declare the files one by one")
                     }
                 }
@@ -27,8 +27,8 @@ extension Recipe {
         let sortedOutputs = producer.keys.sorted()
 
         var dependencies = [[Int]](repeating: [], count: stages.count)
-        for (i, stage) in stages.enumerated() {
-            for input in stage.inputs {
+        for i in stages.indices {
+            for input in stages[i].inputs {
                 var producers = Set<Int>()
                 if input.isGlob {
                     for (_, entry) in producer where input.reads(entry.output) { producers.insert(entry.stage) }
@@ -47,11 +47,11 @@ extension Recipe {
                 }
                 let readsItself = producers.remove(i) != nil
                 if readsItself {
-                    d.error(.cycle, "stage '\(stage.name)' reads '\(input)', which it writes itself", at: mark(input.location),
+                    d.error(.cycle, "stage '\(stages[i].name)' reads '\(input)', which it writes itself", at: mark(input.location),
                             hint: "a stage cannot read its own output: write to a new path, or split the stage in two")
                 }
                 if producers.isEmpty, !readsItself, !input.isGlob, !fileExists(input.description) {
-                    d.error(.missingInput, "input '\(input)' of stage '\(stage.name)' does not exist and no stage writes it",
+                    d.error(.missingInput, "input '\(input)' of stage '\(stages[i].name)' does not exist and no stage writes it",
                             at: mark(input.location), hint: missingInputHint(input, stages, producer, sortedOutputs))
                 }
                 dependencies[i].append(contentsOf: producers)

@@ -98,14 +98,20 @@ struct RawRecipe {
         }
     }
 
+    /// Letters, digits, `.`, `_`, `-` (ASCII), and not `.` or `..`.
     static func isName(_ s: String) -> Bool {
-        !s.isEmpty && s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "._-".unicodeScalars.contains($0)) }
-            && s != "." && s != ".."
+        !s.isEmpty && s != "." && s != ".." && s.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
     }
 
+    /// Letters, digits and `_` (ASCII), not starting with a digit: params, matrix and env names.
     static func isIdentifier(_ s: String) -> Bool {
-        guard let first = s.unicodeScalars.first, !("0"..."9").contains(first) else { return false }
-        return s.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+        guard let first = s.utf8.first, !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return false }
+        return s.utf8.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") }
+    }
+
+    private static func isAlphanumeric(_ c: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(c) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(c)
+            || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(c)
     }
 
     /// `host` or `NAME@sha256:HEX`.

@@ -57,6 +57,13 @@ public struct WorkspacePath: Hashable, Sendable, CustomStringConvertible {
         guard !text.isEmpty else { throw .empty }
         guard !text.unicodeScalars.contains("\0") else { throw .nul }
         guard !text.hasPrefix("/") else { throw .absolute }
+        isDirectory = text.hasSuffix("/")
+        self.location = location
+        if Self.isNormal(text) {  // the usual case: nothing to drop or refuse
+            path = isDirectory ? String(text.dropLast()) : text
+            isGlob = path.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") }
+            return
+        }
         var components: [Substring] = []
         for component in text.split(separator: "/", omittingEmptySubsequences: true) {
             if component == "." { continue }
@@ -65,9 +72,22 @@ public struct WorkspacePath: Hashable, Sendable, CustomStringConvertible {
         }
         guard !components.isEmpty else { throw .wholeWorkspace }
         path = components.joined(separator: "/")
-        isDirectory = text.hasSuffix("/")
-        isGlob = path.unicodeScalars.contains { $0 == "*" || $0 == "?" || $0 == "[" }
-        self.location = location
+        isGlob = path.utf8.contains { $0 == UInt8(ascii: "*") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "[") }
+    }
+
+    /// True if no component is empty, `.` or `..` (a trailing `/` aside).
+    private static func isNormal(_ text: String) -> Bool {
+        var length = 0, dots = 0
+        for c in text.utf8 {
+            if c == UInt8(ascii: "/") {
+                if length == 0 || dots == length && dots <= 2 { return false }
+                length = 0; dots = 0
+                continue
+            }
+            length += 1
+            if c == UInt8(ascii: ".") { dots += 1 }
+        }
+        return length == 0 ? !text.isEmpty : !(dots == length && dots <= 2)
     }
 
     /// True if `self` (a concrete path) is `other` or lies inside it, when `other` is a directory.

@@ -96,7 +96,7 @@ import KilnStore
     }
 
     @Test(arguments: [
-        ("./data//raw/", "data/raw/"), ("model.pkl", "model.pkl"), ("a/./b", "a/b"), ("logs/*.txt", "logs/*.txt"),
+        ("./data//raw/", "data/raw/"), ("model.pkl", "model.pkl"), ("a/./b", "a/b"), ("logs/*.txt", "logs/*.txt"), ("a/.../b", "a/.../b"), (".hidden/", ".hidden/"), ("a/b/.", "a/b"),
     ])
     func pathsAreNormalised(written: String, normalised: String) throws {
         let recipe = try load("kiln: 1\nstages:\n  a: {run: true, inputs: ['\(written)']}\n", existing: [normalised])
