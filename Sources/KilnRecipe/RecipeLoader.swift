@@ -1,3 +1,7 @@
+// The module's entry point. Loading runs in stages, each in its own file:
+//   YAMLParser (libyaml events → YAMLNode, with marks and limits) → RawRecipe (keys and types)
+//   → StageBuilder (params, matrix variants, ${…}, paths, gates) → GraphBuilder (cross-stage checks, DAG).
+// Every step records problems in one Diagnostics and goes on, so a recipe's errors come out together.
 extension Recipe {
     /// Parses, validates and expands a recipe, reporting every problem found (each with
     /// `file:line:column`, what was expected and a hint) rather than only the first.
@@ -96,5 +100,14 @@ extension Recipe {
             default: return nil
             }
         }
+    }
+}
+
+/// `-p NAME=VALUE` as the command line gives it.
+public enum ParamOverride {
+    /// Splits at the first `=` (so values may hold `=`); nil without one or without a name.
+    public static func parse(_ text: String) -> (name: String, value: String)? {
+        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else { return nil }
+        return (String(text[..<equals]), String(text[text.index(after: equals)...]))
     }
 }

@@ -51,6 +51,14 @@ import Testing
         #expect(found.first?.location.line == 2)
     }
 
+    @Test func overrideArguments() {
+        #expect(ParamOverride.parse("C=10")! == ("C", "10"))
+        #expect(ParamOverride.parse("query=a=b")! == ("query", "a=b"))
+        #expect(ParamOverride.parse("empty=")! == ("empty", ""))
+        #expect(ParamOverride.parse("=1") == nil)
+        #expect(ParamOverride.parse("C") == nil)
+    }
+
     @Test func templatePieces() {
         let t = Template("a ${params.x} $${params.y} ${HOME} ${ matrix.C }")
         #expect(t.references.map { "\($0.namespace).\($0.name)@\($0.offset)" } == ["params.x@2", "matrix.C@35"])
