@@ -46,6 +46,8 @@ struct RawRecipe {
     static let topKeys = ["kiln", "name", "image", "env", "params", "stages"]
     static let stageKeys = ["run", "inputs", "outputs", "metrics", "gates", "cpus", "memory", "timeout", "network", "env", "matrix"]
     static let supportedVersions = [1]
+    /// Variants one matrix stage may expand into.
+    static let maxVariants = 10_000
 
     /// Decodes the root node, recording every problem in `d`.
     init(_ root: YAMLNode, _ d: inout Diagnostics) {
@@ -238,6 +240,17 @@ struct RawRecipe {
                         }
                     }
                     stage.matrix.append(MatrixVariable(name: pair.key, values: values, mark: pair.keyMark))
+                }
+                // A few lists can multiply into billions of variants: refuse before expanding.
+                var variants = 1
+                for variable in stage.matrix {
+                    let (product, overflow) = variants.multipliedReportingOverflow(by: max(1, variable.values.count))
+                    variants = overflow ? Int.max : product
+                }
+                if variants > maxVariants {
+                    d.error(.tooComplex, "`matrix:` makes \(variants == Int.max ? "too many" : String(variants)) variants; at most \(maxVariants) are allowed",
+                            at: value.mark, hint: "split the stage, or sweep fewer values at once")
+                    for i in stage.matrix.indices { stage.matrix[i].values = Array(stage.matrix[i].values.prefix(1)) }
                 }
             default:
                 break  // reported by checkKeys

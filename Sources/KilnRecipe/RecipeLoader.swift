@@ -34,6 +34,11 @@ extension Recipe {
         var stages: [Stage] = []
         var marks: [Mark] = []
         for rawStage in raw.stages {
+            guard stages.count <= Self.maxStages else {
+                d.error(.tooComplex, "the recipe expands to more than \(Self.maxStages) stages", at: rawStage.mark,
+                        hint: "split it into several recipes, or sweep fewer matrix values")
+                break
+            }
             for stage in builder.build(rawStage, &d) {
                 stages.append(stage)
                 marks.append(rawStage.mark)
@@ -45,6 +50,9 @@ extension Recipe {
         self.init(version: raw.version, name: raw.name ?? Self.defaultName(file), file: file, image: raw.image,
                   params: params, stages: stages, graph: graph)
     }
+
+    /// Stages (variants included) one recipe may hold.
+    static let maxStages = 100_000
 
     /// The file's name without its folder and `.yaml`/`.yml`.
     static func defaultName(_ file: String) -> String {

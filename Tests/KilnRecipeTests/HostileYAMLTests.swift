@@ -32,6 +32,14 @@ import Testing
         #expect(elapsed < .seconds(5))
     }
 
+    @Test func matrixExplosionIsRefusedBeforeExpanding() {
+        let values = "[" + (0..<100).map(String.init).joined(separator: ", ") + "]"
+        let yaml = "kiln: 1\nstages:\n  a:\n    run: echo ${matrix.a}\n    matrix: {a: \(values), b: \(values), c: \(values), d: \(values), e: \(values)}\n"
+        let found = errors(yaml)
+        #expect(summary(found) == ["tooComplex@5:13"])
+        #expect(found.first?.message == "`matrix:` makes 10000000000 variants; at most 10000 are allowed")
+    }
+
     @Test func aliasToAMissingAnchor() {
         #expect(summary(errors("kiln: 1\nstages: *nothing\n")) == ["syntax@2:9"])
     }
