@@ -45,9 +45,15 @@ public struct ArchiveWriter {
     public func create(source: String, output: String, computeDigest: Bool) throws(StoreError) -> ArchiveSummary {
         let tmp = Sys.join(Sys.dirname(output), ".\(Sys.basename(output)).kiln-tmp-\(Sys.randomSuffix())")
         let fd = try Sys.call("create", tmp) { open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+        // The archive being written (and an older one it replaces) may lie inside the tree: like GNU
+        // tar, never archive the archive itself.
+        var skip: [FileID] = []
+        var own = stat()
+        if fstat(fd, &own) == 0 { skip.append(FileID(own)) }
+        if case .success(let old) = Sys.stat(output) { skip.append(FileID(old)) }
         var hasher: Hasher256? = computeDigest ? Hasher256() : nil
         do throws(StoreError) {
-            var summary = try write(source: source) { (chunk) throws(StoreError) in
+            var summary = try write(source: source, skipping: skip) { (chunk) throws(StoreError) in
                 hasher?.update(chunk)
                 try Sys.writeAll(fd, chunk, path: tmp)
             }
@@ -77,6 +83,10 @@ public struct ArchiveWriter {
     /// The tree is walked and written in one pass (the canonical order is a pre-order walk), every
     /// file opened relative to its directory's descriptor with `O_NOFOLLOW`.
     public func write(source: String, sink: @escaping (UnsafeRawBufferPointer) throws(StoreError) -> Void) throws(StoreError) -> ArchiveSummary {
+        try write(source: source, skipping: [], sink: sink)
+    }
+
+    func write(source: String, skipping: [FileID], sink: @escaping (UnsafeRawBufferPointer) throws(StoreError) -> Void) throws(StoreError) -> ArchiveSummary {
         let st: stat
         switch Sys.stat(source) {
         case .success(let s): st = s
@@ -114,6 +124,7 @@ public struct ArchiveWriter {
         defer { buffer.deallocate() }
 
         var walk = ArchiveWalk(a: a, entry: entry, context: context, buffer: buffer, epoch: sourceDateEpoch, root: source)
+        walk.skip = skipping
         if kind == S_IFDIR {
             let fd = try Sys.call("open directory", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
             defer { Sys.close(fd) }
@@ -145,6 +156,8 @@ private struct ArchiveWalk {
     let epoch: Int64
     let root: String
     var count = 0
+    /// Files left out (the archive being written).
+    var skip: [FileID] = []
 
     init(a: OpaquePointer, entry: OpaquePointer, context: WriteContext, buffer: UnsafeMutableRawBufferPointer, epoch: Int64, root: String) {
         (self.a, self.entry, self.context, self.buffer, self.epoch, self.root) = (a, entry, context, buffer, epoch, root)
@@ -166,6 +179,8 @@ private struct ArchiveWalk {
                 }
             }
             switch st.st_mode & S_IFMT {
+            case S_IFREG where skip.contains(FileID(st)):
+                continue
             case S_IFREG:
                 try file(dirfd, name: name, path: path, st: st)
             case S_IFLNK:
@@ -256,6 +271,16 @@ private struct ArchiveWalk {
             if remaining == 0 && n < want { break }  // short read at EOF: no need to ask again
         }
         try finish(path)
+    }
+}
+
+/// A file's identity: device and inode.
+struct FileID: Equatable {
+    var dev: UInt64
+    var ino: UInt64
+    init(_ st: stat) {
+        dev = UInt64(st.st_dev)
+        ino = UInt64(st.st_ino)
     }
 }
 

@@ -207,4 +207,17 @@ let variations: [Variation] = [
         let h = ChildProcess.kiln(["hash", "--no-stat-cache", "src"], currentDirectory: dir.path)
         #expect(h.stdout == "sha256:cb539aef8b63a3e07b69dbfa05d3af9dac088f0bafee4a6dceb5319759b5ea99  src\n", "\(h)")
     }
+
+    @Test func neverArchivesItsOwnOutput() throws {
+        let dir = ScratchDirectory()
+        #expect(ChildProcess.shell("mkdir t && echo x > t/x", currentDirectory: dir.path).status == 0)
+        let first = ChildProcess.kiln(["archive", ".", "-o", "out.tar", "--digest"], currentDirectory: dir("t"))
+        #expect(first.status == 0, "\(first)")
+        // Again, with out.tar now present in the tree: still only x.
+        let second = ChildProcess.kiln(["archive", ".", "-o", "out.tar", "--digest"], currentDirectory: dir("t"))
+        #expect(second.status == 0, "\(second)")
+        #expect(first.stdout == second.stdout)
+        let list = ChildProcess.run("/usr/bin/tar", ["-tf", dir("t/out.tar")])
+        #expect(list.stdout == "x\n", "\(list)")
+    }
 }
