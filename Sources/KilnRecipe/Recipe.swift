@@ -136,3 +136,26 @@ extension Recipe {
         return values
     }
 }
+
+/// Params go into action keys and run records as JSON: integers and numbers as JSON numbers,
+/// strings and booleans as themselves. Decoding reads a whole JSON number as `.int`, so a record's
+/// `10.0` (written `10` by some encoders) comes back as `.int(10)`: retype it with `Recipe.typed`.
+extension ParamValue: Codable {
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let v = try? container.decode(Bool.self) { self = .bool(v) }
+        else if let v = try? container.decode(Int.self) { self = .int(v) }
+        else if let v = try? container.decode(Double.self) { self = .double(v) }
+        else { self = .string(try container.decode(String.self)) }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .int(let v): try container.encode(v)
+        case .double(let v): try container.encode(v)
+        case .string(let v): try container.encode(v)
+        case .bool(let v): try container.encode(v)
+        }
+    }
+}

@@ -90,7 +90,7 @@ extension Recipe {
 
     /// `text` as a value of the same type as `value`: an integer param takes integers, a number param
     /// any number (`10` becomes 10.0), a boolean `true`/`false`, a string anything.
-    static func typed(_ text: String, like value: ParamValue) -> ParamValue? {
+    public static func typed(_ text: String, like value: ParamValue) -> ParamValue? {
         switch value {
         case .string: return .string(text)
         case .bool:

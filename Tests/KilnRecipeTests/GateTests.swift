@@ -42,6 +42,16 @@ import Testing
         }
     }
 
+    @Test func paramValuesEncodeAsJSONValues() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let params: [String: ParamValue] = ["C": .double(0.5), "seed": .int(7), "kernel": .string("rbf"), "fast": .bool(true)]
+        let data = try encoder.encode(params)
+        #expect(String(decoding: data, as: UTF8.self) == #"{"C":0.5,"fast":true,"kernel":"rbf","seed":7}"#)
+        #expect(try JSONDecoder().decode([String: ParamValue].self, from: data) == params)
+        #expect(Recipe.typed("10", like: .double(1)) == .double(10))
+    }
+
     @Test func jsonValueDecodesThroughCodable() throws {
         let json = #"{"accuracy": 0.93, "n": 3, "a": [1, null, false, "x"], "eval": {"f1": 0.5}}"#
         let value = try JSONDecoder().decode(JSONValue.self, from: Data(json.utf8))
