@@ -43,6 +43,12 @@ public struct ArchiveWriter {
     /// Archives `source` to the file `output`, written beside it under a temporary name and renamed
     /// into place at the end (so a failure leaves no partial archive).
     public func create(source: String, output: String, computeDigest: Bool) throws(StoreError) -> ArchiveSummary {
+        guard Sys.isDirectory(Sys.dirname(output)) else {
+            throw StoreError(.invalidArgument, "cannot write \(output): the directory \(Sys.dirname(output)) does not exist. Create it first.")
+        }
+        if Sys.isDirectory(output) {
+            throw StoreError(.invalidArgument, "cannot write \(output): it is a directory. Give -o a file name, such as \(Sys.join(output, "out.tar")).")
+        }
         let tmp = Sys.join(Sys.dirname(output), ".\(Sys.basename(output)).kiln-tmp-\(Sys.randomSuffix())")
         let fd = try Sys.call("create", tmp) { open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
         // The archive being written (and an older one it replaces) may lie inside the tree: like GNU

@@ -220,4 +220,18 @@ let variations: [Variation] = [
         let list = ChildProcess.run("/usr/bin/tar", ["-tf", dir("t/out.tar")])
         #expect(list.stdout == "x\n", "\(list)")
     }
+
+    @Test func badOutputsAreExplained() throws {
+        let dir = ScratchDirectory()
+        #expect(ChildProcess.shell("mkdir t && echo x > t/x", currentDirectory: dir.path).status == 0)
+        let noDir = ChildProcess.kiln(["archive", "t", "-o", "missing/out.tar"], currentDirectory: dir.path)
+        #expect(noDir.status == 64 && noDir.stderr.contains("the directory missing does not exist"), "\(noDir)")
+        let isDir = ChildProcess.kiln(["archive", "t", "-o", "t"], currentDirectory: dir.path)
+        #expect(isDir.status == 64 && isDir.stderr.contains("it is a directory"), "\(isDir)")
+        let noSource = ChildProcess.kiln(["archive", "nope", "-o", "out.tar"], currentDirectory: dir.path)
+        #expect(noSource.status == 74 && noSource.stderr.contains("nope: ENOENT"), "\(noSource)")
+        let noWhere = ChildProcess.kiln(["archive", "t"], currentDirectory: dir.path)
+        #expect(noWhere.status == 64 && noWhere.stderr.contains("-o FILE.tar"), "\(noWhere)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["t"], "nothing left behind")
+    }
 }
