@@ -1,6 +1,7 @@
 /// A gate such as `accuracy >= 0.9 and loss < 0.2`: comparisons of dotted metric keys and numbers
 /// (`< <= > >= == !=`) joined by `and`. Parsed when the recipe loads; evaluated by the engine.
 public struct GateExpression: Hashable, Sendable, CustomStringConvertible {
+    /// A comparison operator, spelt as in the gate.
     public enum Operator: String, Hashable, Sendable, CaseIterable {
         case less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">=", equal = "==", notEqual = "!="
 
@@ -16,6 +17,7 @@ public struct GateExpression: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// One side of a comparison.
     public enum Operand: Hashable, Sendable, CustomStringConvertible {
         /// A dotted key into the metrics JSON.
         case key(String)
@@ -29,6 +31,7 @@ public struct GateExpression: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// `left op right`, e.g. `accuracy >= 0.9`.
     public struct Comparison: Hashable, Sendable, CustomStringConvertible {
         public var left: Operand
         public var op: Operator
@@ -48,6 +51,7 @@ public struct GateExpression: Hashable, Sendable, CustomStringConvertible {
         public var offset: Int
     }
 
+    /// Parses a gate; the error says what was expected and where (`offset`, in Unicode scalars).
     public init(parsing text: String) throws(ParseError) {
         self.text = text
         var tokens = try Self.tokenize(text)
@@ -127,7 +131,9 @@ public struct GateExpression: Hashable, Sendable, CustomStringConvertible {
     /// One comparison's outcome, with the values seen, for the gate table.
     public struct Check: Hashable, Sendable {
         public var comparison: Comparison
+        /// The left side's value (nil if missing or not a number; booleans count as 1 and 0).
         public var left: Double?
+        /// The right side's value, likewise.
         public var right: Double?
         public var passed: Bool
         /// Why it could not be evaluated (`accuracy is missing from the metrics`), if so.

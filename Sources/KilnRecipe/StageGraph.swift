@@ -7,6 +7,7 @@ public struct StageGraph: Hashable, Sendable {
     /// For each stage, the stages that need it directly, ascending.
     public var dependents: [[Int]]
 
+    /// A graph from each stage's direct dependencies (duplicates dropped, sorted).
     public init(dependencies: [[Int]]) {
         self.dependencies = dependencies.map { Array(Set($0)).sorted() }
         var dependents = [[Int]](repeating: [], count: dependencies.count)

@@ -1,8 +1,8 @@
-/// A 1-based position in the YAML text.
-public struct Mark: Hashable, Sendable {
-    public var line: Int
-    public var column: Int
-    public init(line: Int, column: Int) {
+/// A 1-based position in the YAML text (a `SourceLocation` without the file).
+struct Mark: Hashable, Sendable {
+    var line: Int
+    var column: Int
+    init(line: Int, column: Int) {
         self.line = line
         self.column = column
     }
