@@ -90,6 +90,13 @@ public struct WorkspacePath: Hashable, Sendable, CustomStringConvertible {
         return length == 0 ? !text.isEmpty : !(dots == length && dots <= 2)
     }
 
+    /// True if the workspace path `candidate` (relative, no trailing `/`) is what this input names:
+    /// the glob matches it, or it is this path, or inside this folder. The engine expands globs with it.
+    public func matches(_ candidate: String) -> Bool {
+        if isGlob { return Glob.matches(pattern: path, path: candidate) }
+        return candidate == path || isDirectory && candidate.hasPrefix(path + "/")
+    }
+
     /// True if `self` (a concrete path) is `other` or lies inside it, when `other` is a directory.
     public func isWithin(_ other: WorkspacePath) -> Bool {
         path == other.path || (other.isDirectory || !other.isGlob) && path.hasPrefix(other.path + "/")

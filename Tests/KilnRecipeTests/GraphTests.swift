@@ -75,6 +75,15 @@ import Testing
         #expect(Glob.matches(pattern: pattern, path: path) == matches)
     }
 
+    @Test func inputsMatchWorkspacePaths() throws {
+        let recipe = try load("kiln: 1\nstages:\n  a: {run: true, inputs: [\"src/**/*.py\", data/, model.pkl]}\n",
+                              existing: ["data/", "model.pkl"])
+        let inputs = recipe.stages[0].inputs
+        #expect(inputs[0].matches("src/pkg/a.py") && inputs[0].matches("src/a.py") && !inputs[0].matches("src/a.pyc"))
+        #expect(inputs[1].matches("data/x/y.csv") && inputs[1].matches("data") && !inputs[1].matches("database"))
+        #expect(inputs[2].matches("model.pkl") && !inputs[2].matches("model.pkl/x"))
+    }
+
     @Test(arguments: [("outputs", "ouputs", 1), ("kitten", "sitting", 3), ("imgae", "image", 1), ("ab", "ba", 1), ("", "abc", 3), ("Cpus", "cpus", 0)])
     func editDistance(a: String, b: String, distance: Int) {
         #expect(Suggestion.distance(a, b) == distance)
