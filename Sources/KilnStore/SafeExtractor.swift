@@ -69,7 +69,7 @@ public struct SafeExtractor {
                     "cannot extract to \(target): it exists and is not an empty directory. kiln extract creates the directory (or fills an empty one) so that a refused archive leaves nothing behind; choose a new directory or remove it.")
             }
         }
-        TempFile.cleanStale(in: parent, prefix: ".kiln-extract-", minimumAge: 600)
+        TempFile.cleanStale(in: parent, prefix: ".kiln-extract-", minimumAge: 60)
         let staging = Sys.join(parent, ".kiln-extract-\(Sys.basename(target))-\(Sys.randomSuffix())")
         try Sys.call("create staging directory", staging) { mkdir(staging, 0o700) }
         let rootfd: Int32

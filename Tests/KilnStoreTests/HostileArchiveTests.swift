@@ -147,4 +147,41 @@ let hostileCases: [HostileCase] = [
         let missing = ChildProcess.kiln(["extract", "nope.tar", "-C", "out"], currentDirectory: dir.path)
         #expect(missing.status == 74 && missing.stderr.contains("nope.tar: ENOENT"), "\(missing)")
     }
+
+    /// kill -9 during an extraction: the target never appears half-made; the staging directory left
+    /// behind is removed by a later extraction beside it once it is stale (unlocked and a minute old).
+    @Test func killDuringExtractionLeavesNoTarget() throws {
+        let dir = ScratchDirectory()
+        let made = ChildProcess.shell(
+            "set -e; mkdir src; for i in 1 2 3 4 5 6; do head -c 20000000 /dev/urandom > src/f$i; done; tar -cf big.tar -C src . && rm -rf src && echo x > small && tar -cf small.tar small",
+            currentDirectory: dir.path)
+        try #require(made.status == 0, "\(made)")
+        let run = ChildProcess.shell(
+            """
+            K='\(ChildProcess.kilnPath)'
+            mkdir parent
+            staged=0
+            for delay in 0.02 0.05 0.1 0.15 0.2 0.3; do
+              "$K" extract big.tar -C parent/out > /dev/null 2>&1 &
+              pid=$!
+              sleep $delay
+              kill -9 $pid 2>/dev/null
+              wait $pid 2>/dev/null
+              if [ -e parent/out ]; then
+                # It finished before the kill: it must then be whole.
+                [ "$(ls parent/out | wc -l)" = 6 ] || echo "HALF-MADE"
+                rm -rf parent/out
+              fi
+              n=$(ls -A parent | grep -c '^.kiln-extract-' || true)
+              staged=$((staged + n))
+            done
+            echo "staged=$staged"
+            touch -h -d '2 hours ago' parent/.kiln-extract-* 2>/dev/null
+            "$K" extract small.tar -C parent/again > /dev/null 2>&1 || echo "AGAIN-FAILED"
+            echo "left=$(ls -A parent | grep -c '^.kiln-extract-' || true)"
+            """, currentDirectory: dir.path)
+        #expect(!run.stdout.contains("HALF-MADE") && !run.stdout.contains("AGAIN-FAILED"), "\(run)")
+        #expect(!run.stdout.contains("staged=0"), "some kill landed mid-extraction (else this proves nothing): \(run.stdout)")
+        #expect(run.stdout.contains("left=0"), "stale staging directories are cleaned: \(run.stdout)")
+    }
 }
