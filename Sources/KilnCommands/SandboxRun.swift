@@ -11,6 +11,10 @@ extension Kiln.Sandbox {
     struct Run: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "run",  // Spelled out: deriving it from the type name is slow at start-up.
+            // Used only when `run` is parsed on its own (Kiln.entrypoint's fast path): usage then
+            // reads `kiln sandbox run`, and ArgumentParser skips its completion-script check,
+            // which parses the arguments twice more (10 % of the command's start-up).
+            _superCommandName: "kiln sandbox",
             abstract: "Run a command in a hermetic sandbox.",
             discussion: """
                 The command runs in new user, mount, pid, network, uts, ipc and cgroup namespaces, on a \
