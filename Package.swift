@@ -99,5 +99,6 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnEngineTests", dependencies: ["KilnEngine", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
     ]
 )

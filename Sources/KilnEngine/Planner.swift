@@ -1,0 +1,132 @@
+import KilnRecipe
+import KilnSandbox
+import KilnStore
+
+/// What a stage's action key is computed from (DESIGN.md, Identity). Its canonical JSON (sorted
+/// keys, no spaces, every value a string) is hashed with SHA-256; `keyFormat` changes whenever
+/// this layout does, so old keys miss instead of colliding.
+public struct ActionKeyInputs: Sendable, Equatable {
+    public static let keyFormat = "kiln-action-1"
+
+    public var argv: [String]
+    /// The full environment: sandbox defaults, then the recipe's and the stage's env.
+    public var environment: [String: String]
+    /// `host:sha256:…` (the host fingerprint) or the image reference.
+    public var image: String
+    public var sandboxProfile: String
+    /// Declared input (as written, `data/`) → digest; a glob → its matches → digests.
+    public var inputs: [String: CanonicalJSON]
+    /// Used params, each in its canonical text form with its type (`int:10`, `double:0.1`).
+    public var params: [String: String]
+    /// Declared outputs as written (`data/`, `model.pkl`).
+    public var outputs: [String]
+    public var cpus: Int
+    /// The network mode (a stage with the host's network may see different things).
+    public var network: String
+
+    public var canonicalJSON: CanonicalJSON {
+        .object([
+            "format": .string(Self.keyFormat),
+            "argv": .array(argv.map { .string($0) }),
+            "env": .object(environment.mapValues { .string($0) }),
+            "image": .string(image),
+            "sandbox": .string(sandboxProfile),
+            "inputs": .object(inputs),
+            "params": .object(params.mapValues { .string($0) }),
+            "outputs": .array(outputs.map { .string($0) }),
+            "cpus": .string(String(cpus)),
+            "network": .string(network),
+        ])
+    }
+
+    /// The action key: SHA-256 of the canonical JSON.
+    public var key: Digest { Digest.of(canonicalJSON.bytes) }
+}
+
+/// Computes action keys. Inputs are hashed through the stat cache; an input that is exactly an
+/// upstream stage's output uses that output's archive digest (so byte-identical rebuilt outputs
+/// give the same downstream key: early cutoff).
+public struct Planner: Sendable {
+    public let workspace: String
+    public let statCache: StatCache
+    /// The host fingerprint for `image: host`.
+    public let hostFingerprint: Digest
+    /// Paths (relative to the workspace) never walked when expanding globs: the cache, staging.
+    public let excluded: [String]
+    /// The recipe's image (the executor refuses what it cannot run yet).
+    public let recipeImage: ImageReference
+
+    public init(workspace: String, statCache: StatCache, hostFingerprint: Digest, image: ImageReference = .host, excluded: [String] = []) {
+        self.recipeImage = image
+        self.workspace = workspace
+        self.statCache = statCache
+        self.hostFingerprint = hostFingerprint
+        self.excluded = excluded
+    }
+
+    /// The environment a stage runs with (and its key holds).
+    public static func environment(for stage: Stage) -> [String: String] {
+        SandboxSpec.defaultEnvironment(cpus: stage.cpus).merging(stage.env) { _, mine in mine }
+    }
+
+    /// The key inputs of `stage`; `upstream` maps an upstream output (as declared, `data/`) to
+    /// its archive digest.
+    public func keyInputs(for stage: Stage, in recipe: Recipe, upstream: [String: Digest]) throws(EngineError) -> ActionKeyInputs {
+        var inputs: [String: CanonicalJSON] = [:]
+        for input in stage.inputs {
+            if input.isGlob {
+                var matches: [String: CanonicalJSON] = [:]
+                for path in expand(input) { matches[path] = .string(try hash(path, stage: stage).description) }
+                inputs[input.description] = .object(matches)
+            } else if let d = upstream[input.description] {
+                inputs[input.description] = .string(d.description)
+            } else {
+                inputs[input.description] = .string(try hash(input.path, stage: stage).description)
+            }
+        }
+        var params: [String: String] = [:]
+        for (name, value) in recipe.paramValues(for: stage) { params[name] = Self.typed(value) }
+        let image: String
+        switch recipe.image {
+        case .host: image = "host:\(hostFingerprint)"
+        default: image = recipe.image.description
+        }
+        return ActionKeyInputs(
+            argv: stage.argv, environment: Self.environment(for: stage), image: image,
+            sandboxProfile: SeccompProfile.version, inputs: inputs, params: params,
+            outputs: stage.outputs.map(\.description), cpus: stage.cpus, network: stage.network.rawValue)
+    }
+
+    static func typed(_ value: ParamValue) -> String {
+        switch value {
+        case .int: return "int:\(value)"
+        case .double: return "double:\(value)"
+        case .string: return "string:\(value)"
+        case .bool: return "bool:\(value)"
+        }
+    }
+
+    func hash(_ path: String, stage: Stage) throws(EngineError) -> Digest {
+        let full = WorkspaceFiles.join(workspace, path)
+        guard WorkspaceFiles.exists(full) else {
+            throw EngineError(.missingInput, "stage '\(stage.name)': its input \(path) does not exist in the workspace \(workspace). Create it, or declare a stage that outputs it.")
+        }
+        do { return try TreeHasher.digest(of: full, cache: statCache).digest }
+        catch { throw EngineError(.store, "stage '\(stage.name)': cannot hash its input \(path): \(error.message)") }
+    }
+
+    /// The workspace files (and symlinks) a glob input matches, sorted, walked from the glob's
+    /// literal folder; the cache and dot-folders are not searched.
+    public func expand(_ input: WorkspacePath) -> [String] {
+        let literal = input.path.prefix { $0 != "*" && $0 != "?" && $0 != "[" }
+        let start = literal.contains("/") ? String(literal[..<literal.lastIndex(of: "/")!]) : ""
+        guard start.isEmpty || WorkspaceFiles.isRealDirectory(WorkspaceFiles.join(workspace, start)) else { return [] }
+        var found: [String] = []
+        WorkspaceFiles.walk(root: workspace, start: start, skip: { rel in
+            excluded.contains(rel) || rel.split(separator: "/").last?.hasPrefix(".") == true
+        }) { rel, isDir in
+            if !isDir && input.matches(rel) { found.append(rel) }
+        }
+        return found.sorted()
+    }
+}
