@@ -17,7 +17,7 @@ public struct Kiln: AsyncParsableCommand {
             \(KilnExitCode.documentation)
             """,
         version: KilnVersion.string,
-        subcommands: [Sandbox.self] + storeCommands
+        subcommands: [Sandbox.self, Run.self] + storeCommands
     )
 
     public init() {}

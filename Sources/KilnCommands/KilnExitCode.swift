@@ -19,10 +19,20 @@ public enum KilnExitCode {
     /// The command was not found in the sandbox.
     public static let commandNotFound: Int32 = 127
 
+    /// `kiln run`: a stage failed (its command, a missing or undeclared output, its inputs); like
+    /// make's failure status. Its dependents were skipped.
+    public static let stageFailed: Int32 = 2
+    /// `kiln run`: every stage succeeded but a gate on their metrics failed (like Bazel's 3,
+    /// "built, but tests failed"). The stages' results stay cached.
+    public static let gateFailed: Int32 = 3
+    /// `kiln run`: the recipe is invalid or cannot be found (sysexits' EX_CONFIG); nothing ran.
+    public static let recipeInvalid: Int32 = 78
+
     static let documentation = """
         \(limitExceeded) when a limit (--memory) killed it; \(timeout) on --timeout; \
         \(sandboxSetupFailed) when the sandbox could not be set up; \(commandNotExecutable) when the \
         command could not be executed; \(commandNotFound) when it was not found; \(usage) for usage errors; \(dataError) for \
-        refused archives and corrupt blobs; \(ioError) for store I/O errors (a full disk).
+        refused archives and corrupt blobs; \(ioError) for store I/O errors (a full disk); \
+        kiln run: \(stageFailed) when a stage failed, \(gateFailed) when a gate failed, \(recipeInvalid) for recipe errors.
         """
 }

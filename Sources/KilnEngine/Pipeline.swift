@@ -1,0 +1,175 @@
+import KilnRecipe
+import KilnStore
+
+/// What the engine reports while it runs, in order (the CLI prints them, or JSON lines).
+public enum EngineEvent: Sendable {
+    /// A stage's key was computed and it is starting (running, or restoring from the cache).
+    case started(stage: String, key: Digest)
+    case finished(StageOutcome)
+    /// `--dry-run`: whether the stage would run, and its key when it can be known now.
+    case planned(stage: String, wouldRun: Bool, key: Digest?, reason: String)
+}
+
+public struct PipelineOptions: Sendable {
+    /// Stages run at once.
+    public var jobs: Int
+    /// After a failure, still run the stages that do not depend on it.
+    public var keepGoing: Bool
+    public var dryRun: Bool
+
+    public init(jobs: Int, keepGoing: Bool = false, dryRun: Bool = false) {
+        self.jobs = max(1, jobs)
+        self.keepGoing = keepGoing
+        self.dryRun = dryRun
+    }
+}
+
+/// A finished run.
+public struct RunSummary: Sendable {
+    /// One per selected stage, in topological order.
+    public var outcomes: [StageOutcome]
+    /// Every gate evaluated (stages that ran or were restored).
+    public var gates: [GateReport]
+    public var stageFailed: Bool { outcomes.contains { $0.status == .failed } }
+    public var gateFailed: Bool { gates.contains { !$0.passed } }
+    public func count(_ status: StageOutcome.Status) -> Int { outcomes.filter { $0.status == status }.count }
+}
+
+/// Runs the selected stages of a recipe in dependency order, independent ones in parallel.
+public struct Pipeline: Sendable {
+    public let recipe: Recipe
+    public let executor: Executor
+    /// Recipe stage indices to run, in topological order (dependencies included).
+    let selected: [Int]
+
+    /// `stages` are the recipe's stage names to run (as `Recipe.select` returns them).
+    public init(recipe: Recipe, stages: [Stage], executor: Executor) {
+        self.recipe = recipe
+        self.executor = executor
+        let index = Dictionary(recipe.stages.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        selected = stages.compactMap { index[$0.name] }
+    }
+
+    public func run(_ options: PipelineOptions, events: @Sendable (EngineEvent) -> Void) async -> RunSummary {
+        options.dryRun ? dryRun(events) : await execute(options, events)
+    }
+
+    func dependencies(of i: Int, in set: Set<Int>) -> [Int] { recipe.graph.dependencies[i].filter(set.contains) }
+
+    /// Records a finished stage's outputs so its dependents' keys use their archive digests.
+    static func record(_ outcome: StageOutcome, _ stage: Stage, into upstream: inout [String: Digest]) {
+        guard let result = outcome.result else { return }
+        for output in stage.outputs { upstream[output.description] = result.outputs[output.description] }
+    }
+
+    func execute(_ options: PipelineOptions, _ events: @Sendable (EngineEvent) -> Void) async -> RunSummary {
+        let chosen = Set(selected)
+        var waiting: [Int: Int] = [:]
+        for i in selected { waiting[i] = dependencies(of: i, in: chosen).count }
+        var ready = selected.filter { waiting[$0] == 0 }
+        var outcomes: [Int: StageOutcome] = [:]
+        var blocked: Set<Int> = []  // failed, skipped, or failed a gate: dependents must not run
+        var upstream: [String: Digest] = [:]
+        var gates: [GateReport] = []
+        var stop = false
+
+        // Marks `first` done and releases (or skips) its dependents.
+        func complete(_ first: Int, _ firstOutcome: StageOutcome) {
+            var work = [(first, firstOutcome)]
+            while let (i, outcome) = work.popLast() {
+                outcomes[i] = outcome
+                events(.finished(outcome))
+                let stage = recipe.stages[i]
+                if outcome.status == .ran || outcome.status == .cached {
+                    Self.record(outcome, stage, into: &upstream)
+                    let reports = GateReport.evaluate(stage, metrics: outcome.metrics)
+                    gates += reports
+                    if reports.contains(where: { !$0.passed }) { blocked.insert(i) }
+                } else {
+                    blocked.insert(i)
+                }
+                if blocked.contains(i) && !options.keepGoing { stop = true }
+                for d in recipe.graph.dependents[i] where chosen.contains(d) {
+                    waiting[d]! -= 1
+                    guard waiting[d] == 0 else { continue }
+                    let failed = dependencies(of: d, in: chosen).filter(blocked.contains).map { recipe.stages[$0].name }
+                    if failed.isEmpty {
+                        ready.append(d)
+                    } else {
+                        work.append((d, StageOutcome(stage: recipe.stages[d].name, status: .skipped,
+                                                     reason: "needs \(failed.joined(separator: ", ")), which did not succeed")))
+                    }
+                }
+            }
+        }
+
+        await withTaskGroup(of: (Int, StageOutcome).self) { group in
+            var running = 0
+            while true {
+                while running < options.jobs, !stop, !ready.isEmpty {
+                    let i = ready.removeFirst()
+                    let stage = recipe.stages[i]
+                    let key: Digest
+                    do throws(EngineError) {
+                        key = try executor.planner.keyInputs(for: stage, in: recipe, upstream: upstream).key
+                    } catch {
+                        complete(i, StageOutcome(stage: stage.name, status: .failed, reason: error.message))
+                        continue
+                    }
+                    events(.started(stage: stage.name, key: key))
+                    let executor = self.executor
+                    group.addTask { (i, await executor.execute(stage, key: key)) }
+                    running += 1
+                }
+                guard let (i, outcome) = await group.next() else { break }
+                running -= 1
+                complete(i, outcome)
+            }
+        }
+        // Stages never started because the run stopped early.
+        for i in selected where outcomes[i] == nil {
+            let outcome = StageOutcome(stage: recipe.stages[i].name, status: .skipped,
+                                       reason: "the run stopped after a failure (--keep-going runs independent stages)")
+            outcomes[i] = outcome
+            events(.finished(outcome))
+        }
+        return RunSummary(outcomes: selected.map { outcomes[$0]! }, gates: gates)
+    }
+
+    /// Plans without running: a stage is cached when its key is in the action cache and nothing
+    /// it needs would run (otherwise its inputs, hence its key, are not known yet).
+    func dryRun(_ events: @Sendable (EngineEvent) -> Void) -> RunSummary {
+        let chosen = Set(selected)
+        var stale: Set<Int> = []
+        var upstream: [String: Digest] = [:]
+        var outcomes: [StageOutcome] = []
+        for i in selected {
+            let stage = recipe.stages[i]
+            let before = dependencies(of: i, in: chosen).filter(stale.contains).map { recipe.stages[$0].name }
+            if !before.isEmpty {
+                stale.insert(i)
+                events(.planned(stage: stage.name, wouldRun: true, key: nil, reason: "after \(before.joined(separator: ", "))"))
+                outcomes.append(StageOutcome(stage: stage.name, status: .skipped, reason: "would run"))
+                continue
+            }
+            do throws(EngineError) {
+                let key = try executor.planner.keyInputs(for: stage, in: recipe, upstream: upstream).key
+                if !executor.noCache, let cached = executor.cachedResult(key) {
+                    let outcome = StageOutcome(stage: stage.name, status: .cached, key: key, result: cached)
+                    Self.record(outcome, stage, into: &upstream)
+                    events(.planned(stage: stage.name, wouldRun: false, key: key, reason: "cached"))
+                    outcomes.append(outcome)
+                } else {
+                    stale.insert(i)
+                    events(.planned(stage: stage.name, wouldRun: true, key: key, reason: executor.noCache ? "--no-cache" : "not in the cache"))
+                    outcomes.append(StageOutcome(stage: stage.name, status: .skipped, key: key, reason: "would run"))
+                }
+            } catch {
+                stale.insert(i)
+                events(.planned(stage: stage.name, wouldRun: true, key: nil, reason: error.message))
+                outcomes.append(StageOutcome(stage: stage.name, status: .skipped, reason: error.message))
+            }
+        }
+        return RunSummary(outcomes: outcomes, gates: [])
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import KilnTestSupport
+import Testing
+
+/// A scratch workspace with `recipes/t.yaml`, run through the real `kiln run`.
+final class TestWorkspace: @unchecked Sendable {
+    let dir = ScratchDirectory("kiln-run")
+
+    init(_ recipe: String, files: [String: String] = [:]) throws {
+        try write("recipes/t.yaml", recipe)
+        for (path, text) in files { try write(path, text) }
+    }
+
+    func write(_ path: String, _ text: String) throws {
+        try FileManager.default.createDirectory(atPath: (dir(path) as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try text.write(toFile: dir(path), atomically: true, encoding: .utf8)
+    }
+
+    func read(_ path: String) -> String? { try? String(contentsOfFile: dir(path), encoding: .utf8) }
+    func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: dir(path)) }
+
+    @discardableResult
+    func run(_ args: [String] = []) -> ChildProcess.Output {
+        ChildProcess.kiln(["run", "--workspace", dir.path] + args)
+    }
+
+    /// Action results in the cache.
+    var actionResults: Int {
+        (FileManager.default.enumerator(atPath: dir("cache/ac"))?.allObjects as? [String] ?? [])
+            .filter { $0.count > 60 }.count
+    }
+}
+
+extension ChildProcess.Output {
+    func has(_ line: String) -> Bool { stdout.contains(line) }
+}
+
+/// End to end through `kiln run` with tiny /bin/sh stages (the sandbox needs user namespaces, as
+/// the sandbox tests do).
+@Suite struct RunTests {
+    static let chain = """
+        kiln: 1
+        stages:
+          a:
+            run: cut -c1-3 in.txt > a.txt
+            inputs: [in.txt]
+            outputs: [a.txt]
+          b:
+            run: mkdir -p out && cat a.txt a.txt > out/b.txt
+            inputs: [a.txt]
+            outputs: [out/]
+          c:
+            run: cat other.txt > c.txt
+            inputs: [other.txt]
+            outputs: [c.txt]
+        """
+    static let files = ["in.txt": "hello\n", "other.txt": "other\n"]
+
+    @Test func firstRunRunsAllSecondIsAllCached() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        let first = ws.run()
+        #expect(first.status == 0, "\(first)")
+        #expect(first.has("ran     a") && first.has("ran     b") && first.has("ran     c"), "\(first)")
+        #expect(ws.read("out/b.txt") == "hel\nhel\n")
+        let second = ws.run()
+        #expect(second.status == 0, "\(second)")
+        #expect(second.has("0 ran, 3 cached"), "\(second)")
+        // Deleted outputs come back from the cache.
+        try FileManager.default.removeItem(atPath: ws.dir("out"))
+        let third = ws.run()
+        #expect(third.has("0 ran, 3 cached") && ws.read("out/b.txt") == "hel\nhel\n", "\(third)")
+    }
+
+    @Test func changingOneInputRerunsOnlyWhatDependsOnIt() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        #expect(ws.run().status == 0)
+        try ws.write("other.txt", "changed\n")
+        let out = ws.run()
+        #expect(out.has("cached  a") && out.has("cached  b") && out.has("ran     c"), "\(out)")
+        #expect(ws.read("c.txt") == "changed\n")
+    }
+
+    @Test func byteIdenticalOutputsKeepDownstreamCached() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        #expect(ws.run().status == 0)
+        try ws.write("in.txt", "help me\n")  // a reruns, but its output is still "hel"
+        let out = ws.run()
+        #expect(out.has("ran     a") && out.has("cached  b"), "\(out)")
+    }
+
+    @Test func namedStagesRunWithWhatTheyNeed() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        let out = ws.run(["t", "b"])
+        #expect(out.status == 0 && out.has("ran     a") && out.has("ran     b") && !out.has("ran     c"), "\(out)")
+    }
+
+    @Test func aFailedStageCachesNothingAndSkipsItsDependents() throws {
+        let recipe = Self.chain.replacingOccurrences(of: "cut -c1-3 in.txt > a.txt", with: "echo half > a.txt; echo boom >&2; exit 3")
+        let ws = try TestWorkspace(recipe, files: Self.files)
+        let out = ws.run(["--keep-going"])
+        #expect(out.status == 2, "\(out)")
+        #expect(out.has("failed  a") && out.has("exited 3") && out.has("a | boom") && out.has("skipped b"), "\(out)")
+        #expect(out.has("ran     c"), "--keep-going still runs independent stages: \(out)")
+        #expect(!ws.exists("a.txt"), "a failed stage leaves no half outputs")
+        #expect(ws.actionResults == 1, "only c is cached")
+    }
+
+    @Test func undeclaredWriteFails() throws {
+        let recipe = Self.chain.replacingOccurrences(of: "cut -c1-3 in.txt > a.txt", with: "cut -c1-3 in.txt > a.txt; echo x > stray.txt")
+        let ws = try TestWorkspace(recipe, files: Self.files)
+        let out = ws.run()
+        #expect(out.status == 2 && out.has("stray.txt") && out.has("does not declare"), "\(out)")
+        #expect(!ws.exists("stray.txt") && !ws.exists("a.txt"))
+    }
+
+    @Test func writingAnInputFails() throws {
+        let recipe = Self.chain.replacingOccurrences(of: "cut -c1-3 in.txt > a.txt", with: "echo x > in.txt && cut -c1-3 in.txt > a.txt")
+        let ws = try TestWorkspace(recipe, files: Self.files)
+        let out = ws.run()
+        #expect(out.status == 2 && out.has("failed  a") && out.has("Read-only file system"), "\(out)")
+        #expect(ws.read("in.txt") == "hello\n")
+    }
+
+    @Test func missingDeclaredOutputFailsClearly() throws {
+        let recipe = Self.chain.replacingOccurrences(of: "outputs: [a.txt]", with: "outputs: [a.txt, extra.txt]")
+        let ws = try TestWorkspace(recipe, files: Self.files)
+        let out = ws.run()
+        #expect(out.status == 2 && out.has("did not create its declared output extra.txt"), "\(out)")
+    }
+
+    @Test func failingGateGivesItsExitCodeAndTable() throws {
+        let ws = try TestWorkspace("""
+            kiln: 1
+            stages:
+              eval:
+                run: ["/bin/sh", "-c", "echo '{\\"acc\\": 0.5, \\"loss\\": 0.1}' > m.json"]
+                outputs: [m.json]
+                metrics: m.json
+                gates: ["acc >= 0.9", "loss < 0.2"]
+            """)
+        let out = ws.run()
+        #expect(out.status == 3, "\(out)")
+        #expect(out.has("gates failed") && out.has("acc >= 0.9") && out.has("0.5") && out.has("FAIL") && out.has("pass"), "\(out)")
+        let json = ws.run(["--json"])
+        #expect(json.status == 3 && json.stdout.contains(#""event":"gate""#), "\(json)")
+    }
+
+    @Test func outputsAreByteIdenticalAfterTheCacheIsDeleted() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        #expect(ws.run().status == 0)
+        let before = try ["a.txt", "out/b.txt", "c.txt"].map { try Data(contentsOf: URL(fileURLWithPath: ws.dir($0))) }
+        let archivesBefore = try FileManager.default.subpathsOfDirectory(atPath: ws.dir("cache/cas")).sorted()
+        for path in ["cache", "a.txt", "out", "c.txt"] { try FileManager.default.removeItem(atPath: ws.dir(path)) }
+        let out = ws.run()
+        #expect(out.has("3 ran"), "\(out)")
+        let after = try ["a.txt", "out/b.txt", "c.txt"].map { try Data(contentsOf: URL(fileURLWithPath: ws.dir($0))) }
+        #expect(before == after)
+        #expect(try FileManager.default.subpathsOfDirectory(atPath: ws.dir("cache/cas")).sorted() == archivesBefore, "same blobs")
+    }
+
+    @Test func twoIndependentStagesRunAtOnceWithJ2() throws {
+        let stage = "date +%s%N > NAME.t; sleep 1; date +%s%N >> NAME.t"
+        let ws = try TestWorkspace("""
+            kiln: 1
+            stages:
+              x:
+                run: \(stage.replacingOccurrences(of: "NAME", with: "x"))
+                outputs: [x.t]
+              y:
+                run: \(stage.replacingOccurrences(of: "NAME", with: "y"))
+                outputs: [y.t]
+            """)
+        let out = ws.run(["-j", "2"])
+        #expect(out.status == 0, "\(out)")
+        let x = (ws.read("x.t") ?? "").split(separator: "\n").compactMap { Int($0) }
+        let y = (ws.read("y.t") ?? "").split(separator: "\n").compactMap { Int($0) }
+        try #require(x.count == 2 && y.count == 2)
+        #expect(x[0] < y[1] && y[0] < x[1], "the two stages overlapped in time")
+    }
+
+    @Test func recipeErrorsHaveTheirPositionAndExitCode() throws {
+        let ws = try TestWorkspace("kiln: 1\nstages:\n  a:\n    run: true\n    ouputs: [x]\n")
+        let out = ws.run()
+        #expect(out.status == 78 && out.stderr.contains("recipes/t.yaml:5:5: error:"), "\(out)")
+    }
+
+    @Test func aParamRerunsOnlyTheStagesUsingIt() throws {
+        let ws = try TestWorkspace("""
+            kiln: 1
+            params: {n: 1, m: 2}
+            stages:
+              uses:
+                run: echo ${params.n} > n.txt
+                outputs: [n.txt]
+              other:
+                run: echo ${params.m} > m.txt
+                outputs: [m.txt]
+            """)
+        #expect(ws.run().status == 0)
+        let out = ws.run(["-p", "n=5"])
+        #expect(out.has("ran     uses") && out.has("cached  other") && ws.read("n.txt") == "5\n", "\(out)")
+        #expect(ws.run(["-p", "n=5"]).has("0 ran, 2 cached"))
+    }
+
+    @Test func noCacheRunsEverything() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        #expect(ws.run().status == 0)
+        let out = ws.run(["--no-cache", "--json"])
+        #expect(out.status == 0 && out.stdout.contains(#""ran":3"#), "\(out)")
+    }
+
+    @Test func dryRunRunsNothing() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        let out = ws.run(["--dry-run"])
+        #expect(out.status == 0 && out.has("would run  a") && out.has("3 would run"), "\(out)")
+        #expect(!ws.exists("a.txt"))
+        #expect(ws.run().status == 0)
+        #expect(ws.run(["--dry-run"]).has("0 would run, 3 cached"))
+    }
+}
