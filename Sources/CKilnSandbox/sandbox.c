@@ -644,3 +644,24 @@ void kiln_forward_signals_end(const int *signals, size_t count) {
     sa.sa_handler = SIG_DFL;
     for (size_t i = 0; i < count; i++) sigaction(signals[i], &sa, NULL);
 }
+
+long kiln_write_without_sigpipe(int fd, const void *buffer, size_t length) {
+    sigset_t pipe_only, saved;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    // Only ours to discard if it was not already pending before this write.
+    sigset_t pending;
+    sigpending(&pending);
+    int was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &saved);
+    ssize_t n;
+    do n = write(fd, buffer, length);
+    while (n < 0 && errno == EINTR);
+    int error = n < 0 ? errno : 0;
+    if (error == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    return n < 0 ? -error : n;
+}

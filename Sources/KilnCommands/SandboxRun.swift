@@ -155,21 +155,46 @@ extension Kiln.Sandbox {
 
         private func report(_ error: SandboxError) -> ExitCode {
             printError("kiln: \(error.message)")
+            let code: Int32
             switch error.code {
-            case .commandNotFound: return ExitCode(KilnExitCode.commandNotFound)
-            case .commandNotExecutable: return ExitCode(KilnExitCode.commandNotExecutable)
-            case .invalidSpec: return ExitCode(KilnExitCode.usage)
-            case .setupFailed, .userNamespacesUnavailable: return ExitCode(KilnExitCode.sandboxSetupFailed)
+            case .commandNotFound: code = KilnExitCode.commandNotFound
+            case .commandNotExecutable: code = KilnExitCode.commandNotExecutable
+            case .invalidSpec: code = KilnExitCode.usage
+            case .setupFailed, .userNamespacesUnavailable: code = KilnExitCode.sandboxSetupFailed
             }
+            // A machine reading --json gets the failure as JSON too, not only a sentence on stderr.
+            if json { try? printJSON(SandboxRunFailure(error: error, kilnExitCode: code)) }
+            return ExitCode(code)
         }
 
         private func printJSON(_ result: SandboxResult) throws {
+            try printJSON(SandboxRunReport(result: result, network: network))
+        }
+
+        private func printJSON(_ value: some Encodable) throws {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            var data = try encoder.encode(SandboxRunReport(result: result, network: network))
+            var data = try encoder.encode(value)
             data.append(UInt8(ascii: "\n"))
             data.withUnsafeBytes { _ = write(1, $0.baseAddress, $0.count) }
         }
+    }
+}
+
+/// `--json` when the sandbox could not run the command: `{"error": {code, message, step, errno}, "kilnExitCode"}`.
+struct SandboxRunFailure: Encodable {
+    struct Detail: Encodable {
+        var code: String
+        var message: String
+        var step: String?
+        var errno: Int32?
+    }
+    var error: Detail
+    var kilnExitCode: Int32
+
+    init(error: SandboxError, kilnExitCode: Int32) {
+        self.error = Detail(code: error.code.rawValue, message: error.message, step: error.step, errno: error.errno?.rawValue)
+        self.kilnExitCode = kilnExitCode
     }
 }
 

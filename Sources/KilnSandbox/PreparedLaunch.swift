@@ -210,9 +210,11 @@ final class PreparedLaunch {
             var message: [UInt8] = [1, 0, UInt8(instructions & 0xff), UInt8(instructions >> 8)] + filter
             let count = message.count
             // Far below the pipe's capacity (a filter is a few kilobytes): one write, no blocking.
-            let written = message.withUnsafeMutableBytes { write(sync.write, $0.baseAddress, count) }
-            if written != count {
-                joinError = SandboxError(.setupFailed, "sending the seccomp filter to the sandbox: \(Errno(rawValue: errno).sentenceWithName)", step: "send seccomp filter")
+            // EPIPE means pid 1 already failed a setup step and exited: its report says why.
+            let written = message.withUnsafeMutableBytes { kiln_write_without_sigpipe(sync.write, $0.baseAddress!, count) }
+            if written != count && written != -Int(EPIPE) {
+                let error = Errno(rawValue: Int32(written < 0 ? -written : Int(EIO)))
+                joinError = SandboxError(.setupFailed, "sending the seccomp filter to the sandbox: \(error.sentenceWithName)", step: "send seccomp filter", errno: error)
             }
         } catch {
             joinError = error

@@ -106,23 +106,17 @@ struct LimitTests {
         let marker = "death-marker-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: scratch("out"), withIntermediateDirectories: true)
         chmod(scratch("out"), 0o777)
-        let process = Process()
         var arguments = [SandboxFixture.kiln, "sandbox", "run", "--memory", "256M", "--ro-bind", SandboxFixture.probe, "/probe",
                          "--bind", scratch("out"), "/out", "--", "/probe", "daemon", "/out/beat", marker]
         if caller == .nobody && getuid() == 0 {
-            arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"] + arguments
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-        } else {
-            process.executableURL = URL(fileURLWithPath: arguments.removeFirst())
+            arguments = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"] + arguments
         }
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        let process = try BackgroundProcess(arguments)
         #expect(eventually(within: 10) { fileSize(scratch("out/beat")) > 0 }, "the sandbox never started")
         #expect(hostProcesses(mentioning: marker).count >= 2, "the command and its daemon run")
         // setpriv execs kiln, so the pid is kiln's either way.
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        kill(process.pid, SIGKILL)
+        _ = process.wait()
         #expect(eventually(within: 5) { hostProcesses(mentioning: marker).isEmpty }, "sandboxed processes outlived kiln")
         let size = fileSize(scratch("out/beat"))
         usleep(100_000)
@@ -130,7 +124,7 @@ struct LimitTests {
 
         if caller == .root {
             // kiln -9 could not remove its cgroup; the next kiln that creates one sweeps it.
-            let stale = leftoverCgroups(ofPid: process.processIdentifier)
+            let stale = leftoverCgroups(ofPid: process.pid)
             let next = SandboxFixture.probe(.root, options: ["--memory", "64M"], ["exit", "0"])
             #expect(next.status == 0, "\(next)")
             #expect(stale.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "stale cgroups remain: \(stale)")

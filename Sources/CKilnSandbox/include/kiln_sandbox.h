@@ -200,6 +200,10 @@ enum {
     KILN_RLIMIT_NPROC = 6,
 };
 
+/// write() that cannot raise SIGPIPE (the reader may have died): SIGPIPE is blocked on this thread
+/// for the call and a pending one discarded. Returns the bytes written or -errno (-EPIPE).
+long kiln_write_without_sigpipe(int fd, const void *_Nonnull buffer, size_t length);
+
 /// pipe2(fds, O_CLOEXEC). Returns 0 or -errno.
 int kiln_pipe_cloexec(int fds[_Nonnull 2]);
 /// sched_getaffinity of this thread into `mask` (`size` bytes). Returns 0 or -errno.
