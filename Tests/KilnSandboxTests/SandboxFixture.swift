@@ -86,9 +86,8 @@ enum SandboxFixture {
     }
 }
 
-/// A program started in the background with its output sent to /dev/null. Not Foundation's
-/// `Process`: used with `FileHandle.nullDevice` it closes descriptors it does not own, and other
-/// tests' pipes then lose their read ends (seen as kiln dying of SIGPIPE).
+/// A program started in the background with its output sent to /dev/null and an empty signal
+/// mask (like ChildProcess.run; Foundation's `Process` passes on the runner's blocked signals).
 struct BackgroundProcess {
     let pid: pid_t
 
