@@ -79,7 +79,7 @@ extension Kiln {
             }
             let statCache = StatCache(path: store.statCachePath)
             let cacheRelative = RunSetup.relative(location.path, to: ws)
-            let planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: HostFingerprint.compute(),
+            let planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: HostFingerprint.compute(cache: statCache),
                                   image: recipe.image, excluded: cacheRelative.map { [$0] } ?? [])
             let executor = Executor(workspace: ws, store: store, planner: planner, noCache: noCache)
             let pipeline = Pipeline(recipe: recipe, stages: selected, executor: executor)

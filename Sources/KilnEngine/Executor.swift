@@ -41,9 +41,13 @@ public struct Executor: Sendable {
         }
         do throws(EngineError) {
             if !noCache, let cached = cachedResult(key) {
-                try restorer.restore(cached, of: stage)
-                return StageOutcome(stage: stage.name, status: .cached, key: key, result: cached,
-                                    seconds: seconds(), metrics: try metrics(of: cached, stage: stage))
+                // A result whose blobs gc removed (or that is corrupt) is a miss: the stage reruns
+                // and its new result replaces it.
+                do {
+                    let metrics = try restored(cached, of: stage)
+                    return StageOutcome(stage: stage.name, status: .cached, key: key, result: cached,
+                                        seconds: seconds(), metrics: metrics)
+                } catch {}
             }
             var outcome = try await runInSandbox(stage, key: key)
             outcome.seconds = seconds()
@@ -51,6 +55,12 @@ public struct Executor: Sendable {
         } catch {
             return StageOutcome(stage: stage.name, status: .failed, key: key, reason: error.message, seconds: seconds())
         }
+    }
+
+    /// Restores a cached result's outputs; returns its metrics (parsed).
+    func restored(_ result: ActionResult, of stage: Stage) throws(EngineError) -> JSONValue? {
+        try restorer.restore(result, of: stage)
+        return try metrics(of: result, stage: stage)
     }
 
     func metrics(of result: ActionResult, stage: Stage) throws(EngineError) -> JSONValue? {

@@ -1,5 +1,4 @@
 import KilnStore
-import FoundationEssentials
 
 /// The host toolchain's identity for `image: host`: what the sandbox sees of the host is its /usr
 /// and /lib, which the package manager owns, so the digest of the dpkg database and os-release
@@ -8,11 +7,12 @@ public enum HostFingerprint {
     /// The files fingerprinted; a missing one contributes `missing`.
     public static let files = ["/etc/os-release", "/var/lib/dpkg/status"]
 
-    public static func compute(files: [String] = HostFingerprint.files) -> Digest {
+    /// `cache` (the run's stat cache) saves rereading the dpkg database when it did not change.
+    public static func compute(files: [String] = HostFingerprint.files, cache: StatCache? = nil) -> Digest {
         var text = "kiln-host-v1\n"
         for file in files {
-            if let data = FileManager.default.contents(atPath: file) {
-                text += "\(file) \(Digest.of(Array(data)))\n"
+            if let d = try? TreeHasher.digest(of: file, cache: cache).digest {
+                text += "\(file) \(d)\n"
             } else {
                 text += "\(file) missing\n"
             }

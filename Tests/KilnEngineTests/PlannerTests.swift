@@ -64,6 +64,15 @@ import Testing
         #expect(try key(yaml, files: ["src/b.txt": "x"]) == k, "a file the glob does not match")
     }
 
+    @Test func hostFingerprintFollowsTheFilesItReads() throws {
+        let dir = ScratchDirectory("host")
+        try "a".write(toFile: dir("status"), atomically: true, encoding: .utf8)
+        let first = HostFingerprint.compute(files: [dir("status"), dir("missing")])
+        #expect(HostFingerprint.compute(files: [dir("status"), dir("missing")]) == first)
+        try "b".write(toFile: dir("status"), atomically: true, encoding: .utf8)
+        #expect(HostFingerprint.compute(files: [dir("status"), dir("missing")]) != first)
+    }
+
     @Test func canonicalJSONIsSortedWithoutSpaces() {
         let json = CanonicalJSON.object(["b": .string("1"), "a": .array([.string("x\"y"), .string("\n")])])
         #expect(String(decoding: json.bytes, as: UTF8.self) == #"{"a":["x\"y","\n"],"b":"1"}"#)

@@ -209,6 +209,15 @@ extension ChildProcess.Output {
         #expect(out.status == 0 && out.stdout.contains(#""ran":3"#), "\(out)")
     }
 
+    @Test func aCachedResultWhoseBlobsAreGoneReruns() throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        #expect(ws.run().status == 0)
+        try FileManager.default.removeItem(atPath: ws.dir("cache/cas"))
+        try FileManager.default.removeItem(atPath: ws.dir("c.txt"))
+        let out = ws.run()
+        #expect(out.status == 0 && out.has("ran     c") && ws.read("c.txt") == "other\n", "\(out)")
+    }
+
     @Test func dryRunRunsNothing() throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
         let out = ws.run(["--dry-run"])
