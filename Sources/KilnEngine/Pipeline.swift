@@ -69,6 +69,7 @@ public struct Pipeline: Sendable {
         var ready = selected.filter { waiting[$0] == 0 }
         var outcomes: [Int: StageOutcome] = [:]
         var blocked: Set<Int> = []  // failed, skipped, or failed a gate: dependents must not run
+        var gateFailed: Set<Int> = []
         var upstream: [String: Digest] = [:]
         var gates: [GateReport] = []
         var stop = false
@@ -84,7 +85,7 @@ public struct Pipeline: Sendable {
                     Self.record(outcome, stage, into: &upstream)
                     let reports = GateReport.evaluate(stage, metrics: outcome.metrics)
                     gates += reports
-                    if reports.contains(where: { !$0.passed }) { blocked.insert(i) }
+                    if reports.contains(where: { !$0.passed }) { blocked.insert(i); gateFailed.insert(i) }
                 } else {
                     blocked.insert(i)
                 }
@@ -92,12 +93,13 @@ public struct Pipeline: Sendable {
                 for d in recipe.graph.dependents[i] where chosen.contains(d) {
                     waiting[d]! -= 1
                     guard waiting[d] == 0 else { continue }
-                    let failed = dependencies(of: d, in: chosen).filter(blocked.contains).map { recipe.stages[$0].name }
+                    let failed = dependencies(of: d, in: chosen).filter(blocked.contains)
                     if failed.isEmpty {
                         ready.append(d)
                     } else {
+                        let names = failed.map { recipe.stages[$0].name + (gateFailed.contains($0) ? " (failed a gate)" : "") }
                         work.append((d, StageOutcome(stage: recipe.stages[d].name, status: .skipped,
-                                                     reason: "needs \(failed.joined(separator: ", ")), which did not succeed")))
+                                                     reason: "needs \(names.joined(separator: ", ")), which did not succeed")))
                     }
                 }
             }
