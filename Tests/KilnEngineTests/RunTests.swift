@@ -19,9 +19,14 @@ final class TestWorkspace: @unchecked Sendable {
     func read(_ path: String) -> String? { try? String(contentsOfFile: dir(path), encoding: .utf8) }
     func exists(_ path: String) -> Bool { FileManager.default.fileExists(atPath: dir(path)) }
 
+    /// Runs kiln on a thread of its own: a test blocking in `waitpid` on one of the (two, here)
+    /// cooperative pool threads would starve the suite's async tests.
     @discardableResult
-    func run(_ args: [String] = []) -> ChildProcess.Output {
-        ChildProcess.kiln(["run", "--workspace", dir.path] + args)
+    func run(_ args: [String] = []) async -> ChildProcess.Output {
+        let arguments = ["run", "--workspace", dir.path] + args
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: ChildProcess.kiln(arguments)) }
+        }
     }
 
     /// Action results in the cache.
@@ -37,7 +42,8 @@ extension ChildProcess.Output {
 
 /// End to end through `kiln run` with tiny /bin/sh stages (the sandbox needs user namespaces, as
 /// the sandbox tests do).
-@Suite struct RunTests {
+/// Serialized: each test starts a few sandboxes, and two cores are shared with the other suites.
+@Suite(.serialized) struct RunTests {
     static let chain = """
         kiln: 1
         stages:
@@ -56,48 +62,48 @@ extension ChildProcess.Output {
         """
     static let files = ["in.txt": "hello\n", "other.txt": "other\n"]
 
-    @Test func firstRunRunsAllSecondIsAllCached() throws {
+    @Test func firstRunRunsAllSecondIsAllCached() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        let first = ws.run()
+        let first = await ws.run()
         #expect(first.status == 0, "\(first)")
         #expect(first.has("ran     a") && first.has("ran     b") && first.has("ran     c"), "\(first)")
         #expect(ws.read("out/b.txt") == "hel\nhel\n")
-        let second = ws.run()
+        let second = await ws.run()
         #expect(second.status == 0, "\(second)")
         #expect(second.has("0 ran, 3 cached"), "\(second)")
         // Deleted outputs come back from the cache.
         try FileManager.default.removeItem(atPath: ws.dir("out"))
-        let third = ws.run()
+        let third = await ws.run()
         #expect(third.has("0 ran, 3 cached") && ws.read("out/b.txt") == "hel\nhel\n", "\(third)")
     }
 
-    @Test func changingOneInputRerunsOnlyWhatDependsOnIt() throws {
+    @Test func changingOneInputRerunsOnlyWhatDependsOnIt() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        #expect(ws.run().status == 0)
+        #expect(await ws.run().status == 0)
         try ws.write("other.txt", "changed\n")
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.has("cached  a") && out.has("cached  b") && out.has("ran     c"), "\(out)")
         #expect(ws.read("c.txt") == "changed\n")
     }
 
-    @Test func byteIdenticalOutputsKeepDownstreamCached() throws {
+    @Test func byteIdenticalOutputsKeepDownstreamCached() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        #expect(ws.run().status == 0)
+        #expect(await ws.run().status == 0)
         try ws.write("in.txt", "help me\n")  // a reruns, but its output is still "hel"
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.has("ran     a") && out.has("cached  b"), "\(out)")
     }
 
-    @Test func namedStagesRunWithWhatTheyNeed() throws {
+    @Test func namedStagesRunWithWhatTheyNeed() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        let out = ws.run(["t", "b"])
+        let out = await ws.run(["t", "b"])
         #expect(out.status == 0 && out.has("ran     a") && out.has("ran     b") && !out.has("ran     c"), "\(out)")
     }
 
-    @Test func aFailedStageCachesNothingAndSkipsItsDependents() throws {
+    @Test func aFailedStageCachesNothingAndSkipsItsDependents() async throws {
         let recipe = Self.chain.replacingOccurrences(of: "cut -c1-3 in.txt > a.txt", with: "echo half > a.txt; echo boom >&2; exit 3")
         let ws = try TestWorkspace(recipe, files: Self.files)
-        let out = ws.run(["--keep-going"])
+        let out = await ws.run(["--keep-going"])
         #expect(out.status == 2, "\(out)")
         #expect(out.has("failed  a") && out.has("exited 3") && out.has("a | boom") && out.has("skipped b"), "\(out)")
         #expect(out.has("ran     c"), "--keep-going still runs independent stages: \(out)")
@@ -105,30 +111,30 @@ extension ChildProcess.Output {
         #expect(ws.actionResults == 1, "only c is cached")
     }
 
-    @Test func undeclaredWriteFails() throws {
+    @Test func undeclaredWriteFails() async throws {
         let recipe = Self.chain.replacingOccurrences(of: "cut -c1-3 in.txt > a.txt", with: "cut -c1-3 in.txt > a.txt; echo x > stray.txt")
         let ws = try TestWorkspace(recipe, files: Self.files)
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 2 && out.has("stray.txt") && out.has("does not declare"), "\(out)")
         #expect(!ws.exists("stray.txt") && !ws.exists("a.txt"))
     }
 
-    @Test func writingAnInputFails() throws {
+    @Test func writingAnInputFails() async throws {
         let recipe = Self.chain.replacingOccurrences(of: "cut -c1-3 in.txt > a.txt", with: "echo x > in.txt && cut -c1-3 in.txt > a.txt")
         let ws = try TestWorkspace(recipe, files: Self.files)
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 2 && out.has("failed  a") && out.has("Read-only file system"), "\(out)")
         #expect(ws.read("in.txt") == "hello\n")
     }
 
-    @Test func missingDeclaredOutputFailsClearly() throws {
+    @Test func missingDeclaredOutputFailsClearly() async throws {
         let recipe = Self.chain.replacingOccurrences(of: "outputs: [a.txt]", with: "outputs: [a.txt, extra.txt]")
         let ws = try TestWorkspace(recipe, files: Self.files)
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 2 && out.has("did not create its declared output extra.txt"), "\(out)")
     }
 
-    @Test func failingGateGivesItsExitCodeAndTable() throws {
+    @Test func failingGateGivesItsExitCodeAndTable() async throws {
         let ws = try TestWorkspace("""
             kiln: 1
             stages:
@@ -138,27 +144,27 @@ extension ChildProcess.Output {
                 metrics: m.json
                 gates: ["acc >= 0.9", "loss < 0.2"]
             """)
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 3, "\(out)")
         #expect(out.has("gates failed") && out.has("acc >= 0.9") && out.has("0.5") && out.has("FAIL") && out.has("pass"), "\(out)")
-        let json = ws.run(["--json"])
+        let json = await ws.run(["--json"])
         #expect(json.status == 3 && json.stdout.contains(#""event":"gate""#), "\(json)")
     }
 
-    @Test func outputsAreByteIdenticalAfterTheCacheIsDeleted() throws {
+    @Test func outputsAreByteIdenticalAfterTheCacheIsDeleted() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        #expect(ws.run().status == 0)
+        #expect(await ws.run().status == 0)
         let before = try ["a.txt", "out/b.txt", "c.txt"].map { try Data(contentsOf: URL(fileURLWithPath: ws.dir($0))) }
         let archivesBefore = try FileManager.default.subpathsOfDirectory(atPath: ws.dir("cache/cas")).sorted()
         for path in ["cache", "a.txt", "out", "c.txt"] { try FileManager.default.removeItem(atPath: ws.dir(path)) }
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.has("3 ran"), "\(out)")
         let after = try ["a.txt", "out/b.txt", "c.txt"].map { try Data(contentsOf: URL(fileURLWithPath: ws.dir($0))) }
         #expect(before == after)
         #expect(try FileManager.default.subpathsOfDirectory(atPath: ws.dir("cache/cas")).sorted() == archivesBefore, "same blobs")
     }
 
-    @Test func twoIndependentStagesRunAtOnceWithJ2() throws {
+    @Test func twoIndependentStagesRunAtOnceWithJ2() async throws {
         let stage = "date +%s%N > NAME.t; sleep 1; date +%s%N >> NAME.t"
         let ws = try TestWorkspace("""
             kiln: 1
@@ -170,7 +176,7 @@ extension ChildProcess.Output {
                 run: \(stage.replacingOccurrences(of: "NAME", with: "y"))
                 outputs: [y.t]
             """)
-        let out = ws.run(["-j", "2"])
+        let out = await ws.run(["-j", "2"])
         #expect(out.status == 0, "\(out)")
         let x = (ws.read("x.t") ?? "").split(separator: "\n").compactMap { Int($0) }
         let y = (ws.read("y.t") ?? "").split(separator: "\n").compactMap { Int($0) }
@@ -178,13 +184,13 @@ extension ChildProcess.Output {
         #expect(x[0] < y[1] && y[0] < x[1], "the two stages overlapped in time")
     }
 
-    @Test func recipeErrorsHaveTheirPositionAndExitCode() throws {
+    @Test func recipeErrorsHaveTheirPositionAndExitCode() async throws {
         let ws = try TestWorkspace("kiln: 1\nstages:\n  a:\n    run: true\n    ouputs: [x]\n")
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 78 && out.stderr.contains("recipes/t.yaml:5:5: error:"), "\(out)")
     }
 
-    @Test func aParamRerunsOnlyTheStagesUsingIt() throws {
+    @Test func aParamRerunsOnlyTheStagesUsingIt() async throws {
         let ws = try TestWorkspace("""
             kiln: 1
             params: {n: 1, m: 2}
@@ -196,29 +202,29 @@ extension ChildProcess.Output {
                 run: echo ${params.m} > m.txt
                 outputs: [m.txt]
             """)
-        #expect(ws.run().status == 0)
-        let out = ws.run(["-p", "n=5"])
+        #expect(await ws.run().status == 0)
+        let out = await ws.run(["-p", "n=5"])
         #expect(out.has("ran     uses") && out.has("cached  other") && ws.read("n.txt") == "5\n", "\(out)")
-        #expect(ws.run(["-p", "n=5"]).has("0 ran, 2 cached"))
+        #expect(await ws.run(["-p", "n=5"]).has("0 ran, 2 cached"))
     }
 
-    @Test func noCacheRunsEverything() throws {
+    @Test func noCacheRunsEverything() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        #expect(ws.run().status == 0)
-        let out = ws.run(["--no-cache", "--json"])
+        #expect(await ws.run().status == 0)
+        let out = await ws.run(["--no-cache", "--json"])
         #expect(out.status == 0 && out.stdout.contains(#""ran":3"#), "\(out)")
     }
 
-    @Test func aCachedResultWhoseBlobsAreGoneReruns() throws {
+    @Test func aCachedResultWhoseBlobsAreGoneReruns() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        #expect(ws.run().status == 0)
+        #expect(await ws.run().status == 0)
         try FileManager.default.removeItem(atPath: ws.dir("cache/cas"))
         try FileManager.default.removeItem(atPath: ws.dir("c.txt"))
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 0 && out.has("ran     c") && ws.read("c.txt") == "other\n", "\(out)")
     }
 
-    @Test func matrixVariantsRunSeparatelyAndAGlobReadsThemAll() throws {
+    @Test func matrixVariantsRunSeparatelyAndAGlobReadsThemAll() async throws {
         let ws = try TestWorkspace("""
             kiln: 1
             stages:
@@ -231,13 +237,13 @@ extension ChildProcess.Output {
                 inputs: ["train@*/model.txt"]
                 outputs: [best.txt]
             """)
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 0 && out.has("ran     train@C=1") && out.has("ran     train@C=2"), "\(out)")
         #expect(ws.read("best.txt") == "1\n2\n")
-        #expect(ws.run().has("0 ran, 3 cached"))
+        #expect(await ws.run().has("0 ran, 3 cached"))
     }
 
-    @Test func aFailedGateSkipsWhatDependsOnTheStage() throws {
+    @Test func aFailedGateSkipsWhatDependsOnTheStage() async throws {
         let ws = try TestWorkspace("""
             kiln: 1
             stages:
@@ -251,17 +257,17 @@ extension ChildProcess.Output {
                 inputs: [m.json]
                 outputs: [shipped.json]
             """)
-        let out = ws.run()
+        let out = await ws.run()
         #expect(out.status == 3 && out.has("skipped deploy") && out.has("failed a gate"), "\(out)")
         #expect(!ws.exists("shipped.json"))
     }
 
-    @Test func dryRunRunsNothing() throws {
+    @Test func dryRunRunsNothing() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
-        let out = ws.run(["--dry-run"])
+        let out = await ws.run(["--dry-run"])
         #expect(out.status == 0 && out.has("would run  a") && out.has("3 would run"), "\(out)")
         #expect(!ws.exists("a.txt"))
-        #expect(ws.run().status == 0)
-        #expect(ws.run(["--dry-run"]).has("0 would run, 3 cached"))
+        #expect(await ws.run().status == 0)
+        #expect(await ws.run(["--dry-run"]).has("0 would run, 3 cached"))
     }
 }
