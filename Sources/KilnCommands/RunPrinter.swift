@@ -25,6 +25,10 @@ struct RunPrinter: Sendable {
         var seconds: Double?
         var reason: String?
         var stderr: String?
+        /// The stored logs and metrics of a stage that ran or was restored (`kiln` store blobs).
+        var stdoutDigest: String?
+        var stderrDigest: String?
+        var metrics: JSONValue?
         var gate: String?
         var value: Double?
         var threshold: Double?
@@ -52,7 +56,8 @@ struct RunPrinter: Sendable {
         case .finished(let o):
             if json {
                 emit(Event(event: "finished", stage: o.stage, status: o.status.rawValue, key: o.key?.description,
-                           seconds: o.seconds, reason: o.reason, stderr: o.stderrTail))
+                           seconds: o.seconds, reason: o.reason, stderr: o.stderrTail,
+                           stdoutDigest: o.result?.stdout.description, stderrDigest: o.result?.stderr.description, metrics: o.metrics))
                 return
             }
             switch o.status {

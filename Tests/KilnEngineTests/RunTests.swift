@@ -149,6 +149,7 @@ extension ChildProcess.Output {
         #expect(out.has("gates failed") && out.has("acc >= 0.9") && out.has("0.5") && out.has("FAIL") && out.has("pass"), "\(out)")
         let json = await ws.run(["--json"])
         #expect(json.status == 3 && json.stdout.contains(#""event":"gate""#), "\(json)")
+        #expect(json.stdout.contains(#""metrics":{"acc":0.5,"loss":0.1}"#) && json.stdout.contains(#""stdoutDigest":"sha256:"#), "\(json)")
     }
 
     @Test func outputsAreByteIdenticalAfterTheCacheIsDeleted() async throws {
@@ -260,6 +261,17 @@ extension ChildProcess.Output {
         let out = await ws.run()
         #expect(out.status == 3 && out.has("skipped deploy") && out.has("failed a gate"), "\(out)")
         #expect(!ws.exists("shipped.json"))
+    }
+
+    @Test func theRecipeMustBeNamedWhenThereAreSeveral() async throws {
+        let ws = try TestWorkspace(Self.chain, files: Self.files)
+        try ws.write("recipes/second.yaml", "kiln: 1\nstages:\n  z:\n    run: echo z > z.txt\n    outputs: [z.txt]\n")
+        let out = await ws.run()
+        #expect(out.status == 78 && out.stderr.contains("2 recipes"), "\(out)")
+        let named = await ws.run(["second"])
+        #expect(named.status == 0 && named.has("ran     z"), "\(named)")
+        let missing = await ws.run(["t", "nope"])
+        #expect(missing.status == 64 && missing.stderr.contains("no stage 'nope'"), "\(missing)")
     }
 
     @Test func dryRunRunsNothing() async throws {
