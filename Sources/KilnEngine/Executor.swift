@@ -139,7 +139,7 @@ public struct Executor: Sendable {
         for output in stage.outputs where !WorkspaceFiles.existsNoFollow(WorkspaceFiles.join(work, output.path)) {
             throw EngineError(.missingOutput, "stage '\(stage.name)' exited 0 but did not create its declared output \(output.description) (declared at \(output.location)). Make the command write it under /work, or remove it from outputs:.")
         }
-        let stray = Self.undeclaredWrites(in: work, outputs: stage.outputs, placeholders: placeholders)
+        let stray = Staging.undeclaredWrites(in: work, outputs: stage.outputs, placeholders: placeholders)
         if !stray.isEmpty {
             let shown = stray.prefix(5).joined(separator: ", ") + (stray.count > 5 ? " and \(stray.count - 5) more" : "")
             throw EngineError(.undeclaredOutput, "stage '\(stage.name)' wrote \(shown), which it does not declare as outputs. Add them to its outputs: (at \(stage.location)), or write scratch files under /tmp.")
@@ -182,43 +182,9 @@ public struct Executor: Sendable {
         return StageOutcome(stage: stage.name, status: .ran, key: key, result: actionResult, metrics: metricsValue)
     }
 
-    /// Paths under `work` that are neither declared outputs (or inside one), input placeholders,
-    /// nor folders leading to those.
-    static func undeclaredWrites(in work: String, outputs: [WorkspacePath], placeholders: Set<String>) -> [String] {
-        let expected = outputs.map(\.path) + placeholders
-        var stray: [String] = []
-        WorkspaceFiles.walk(root: work, start: "", skip: { rel in
-            placeholders.contains(rel) || outputs.contains { rel == $0.path || rel.hasPrefix($0.path + "/") }
-        }) { rel, isDir in
-            if isDir && expected.contains(where: { $0.hasPrefix(rel + "/") }) { return }
-            stray.append(isDir ? rel + "/" : rel)
-        }
-        return stray
-    }
-
     /// The last lines of a log, for a failure message.
     static func tail(_ bytes: [UInt8], lines: Int = 10) -> String {
         let text = String(decoding: bytes.suffix(4096), as: UTF8.self)
         return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1).joined(separator: "\n")
-    }
-}
-
-/// A locked staging folder in the store's `tmp/` (a concurrent kiln's clean-up skips locked ones).
-final class Staging {
-    let root: String
-    let work: String
-    private let fd: Int32
-
-    init(in tmp: String) throws(EngineError) {
-        root = WorkspaceFiles.join(tmp, "stage.\(getpid()).\(UInt64.random(in: 0...UInt64.max))")
-        work = WorkspaceFiles.join(root, "work")
-        try WorkspaceFiles.makeDirectories(work)
-        fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { _ = flock(fd, LOCK_EX) }
-    }
-
-    func remove() {
-        try? WorkspaceFiles.remove(root)
-        if fd >= 0 { close(fd) }
     }
 }
