@@ -274,6 +274,36 @@ extension ChildProcess.Output {
         #expect(missing.status == 64 && missing.stderr.contains("no stage 'nope'"), "\(missing)")
     }
 
+    @Test func stagesSeeTheDefaultEnvironmentAndTheirOwn() async throws {
+        let ws = try TestWorkspace("""
+            kiln: 1
+            env: {A: recipe, B: recipe}
+            stages:
+              e:
+                run: echo "$A $B $OMP_NUM_THREADS $HOME $TZ $(pwd) $(hostname)" > env.txt
+                env: {B: stage}
+                cpus: 2
+                outputs: [env.txt]
+            """)
+        let out = await ws.run()
+        #expect(out.status == 0, "\(out)")
+        #expect(ws.read("env.txt") == "recipe stage 2 /tmp/home UTC /work kiln\n")
+    }
+
+    @Test func aTimeoutFailsTheStage() async throws {
+        let ws = try TestWorkspace("""
+            kiln: 1
+            stages:
+              slow:
+                run: sleep 20; echo > x
+                timeout: 1s
+                outputs: [x]
+            """)
+        let out = await ws.run()
+        #expect(out.status == 2 && out.has("failed  slow") && out.has("timed out"), "\(out)")
+        #expect(ws.actionResults == 0)
+    }
+
     @Test func dryRunRunsNothing() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
         let out = await ws.run(["--dry-run"])
