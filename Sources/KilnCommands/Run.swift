@@ -19,7 +19,8 @@ extension Kiln {
                 workspace has one recipe. Naming stages runs them and the stages they need. Every stage \
                 runs in the sandbox with the workspace at /work, seeing only its declared inputs; its \
                 outputs are stored as deterministic archives, keyed by everything the stage sees, so a \
-                stage whose inputs are unchanged is restored instead of run.
+                stage whose inputs are unchanged is restored instead of run. Declared output folders \
+                exist, empty, when a stage starts; writing anywhere else in /work fails the stage.
 
                 Exit codes: 0 when every stage succeeded and every gate passed; \
                 \(KilnExitCode.stageFailed) when a stage failed; \(KilnExitCode.gateFailed) when a gate \

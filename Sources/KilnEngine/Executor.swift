@@ -139,6 +139,9 @@ public struct Executor: Sendable {
         for output in stage.outputs where !WorkspaceFiles.existsNoFollow(WorkspaceFiles.join(work, output.path)) {
             throw EngineError(.missingOutput, "stage '\(stage.name)' exited 0 but did not create its declared output \(output.description) (declared at \(output.location)). Make the command write it under /work, or remove it from outputs:.")
         }
+        for output in stage.outputs where WorkspaceFiles.isSymlink(WorkspaceFiles.join(work, output.path)) {
+            throw EngineError(.missingOutput, "stage '\(stage.name)': its output \(output.description) is a symbolic link. kiln stores files and folders, not links to them: write the file itself there (links inside an output folder are kept).")
+        }
         let stray = Staging.undeclaredWrites(in: work, outputs: stage.outputs, placeholders: placeholders)
         if !stray.isEmpty {
             let shown = stray.prefix(5).joined(separator: ", ") + (stray.count > 5 ? " and \(stray.count - 5) more" : "")
@@ -184,7 +187,8 @@ public struct Executor: Sendable {
 
     /// The last lines of a log, for a failure message.
     static func tail(_ bytes: [UInt8], lines: Int = 10) -> String {
-        let text = String(decoding: bytes.suffix(4096), as: UTF8.self)
-        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines + 1).joined(separator: "\n")
+        var text = Substring(String(decoding: bytes.suffix(4096), as: UTF8.self))
+        while text.last == "\n" { text = text.dropLast() }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 }

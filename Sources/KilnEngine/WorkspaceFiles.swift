@@ -61,6 +61,10 @@ enum WorkspaceFiles {
         ((try? fm.contentsOfDirectory(atPath: path)) ?? []).sorted()
     }
 
+    static func isSymlink(_ path: String) -> Bool {
+        ((try? fm.attributesOfItem(atPath: path))?[.type] as? FileAttributeType) == .typeSymbolicLink
+    }
+
     /// True for a real directory (a symlink to one is not descended into).
     static func isRealDirectory(_ path: String) -> Bool {
         guard let attrs = try? fm.attributesOfItem(atPath: path) else { return false }

@@ -304,6 +304,22 @@ extension ChildProcess.Output {
         #expect(ws.actionResults == 0)
     }
 
+    @Test func aSymlinkOutputIsRefusedButLinksInsideAFolderAreKept() async throws {
+        let ws = try TestWorkspace("""
+            kiln: 1
+            stages:
+              s:
+                run: echo hi > d/a.txt && ln -s a.txt d/l
+                outputs: [d/]
+              t:
+                run: echo hi > a.txt && ln -s a.txt link
+                outputs: [a.txt, link]
+            """)
+        let out = await ws.run(["--keep-going"])
+        #expect(out.status == 2 && out.has("ran     s") && out.has("its output link is a symbolic link"), "\(out)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: ws.dir("d/l")) == "a.txt")
+    }
+
     @Test func dryRunRunsNothing() async throws {
         let ws = try TestWorkspace(Self.chain, files: Self.files)
         let out = await ws.run(["--dry-run"])
