@@ -72,7 +72,7 @@ let package = Package(
         .target(
             name: "KilnCommands",
             dependencies: [
-                "KilnEngine", "KilnSandbox", "KilnStore",
+                "KilnEngine", "KilnRecipe", "KilnSandbox", "KilnStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

@@ -53,13 +53,14 @@ struct SandboxAPITests {
     }
 
     @Test func cancellationKillsTheSandbox() async throws {
-        let start = Date()
         let task = Task { try await Sandbox.run(probeSpec(["sleep", "30"])) }
         try await Task.sleep(for: .milliseconds(300))
         task.cancel()
         let result = try await task.value
         #expect(result.signal == SIGKILL)
-        #expect(Date().timeIntervalSince(start) < 10)
+        // Killed, not finished: well before the command's own 30 s. (The sandbox's own clock:
+        // other tests blocking the shared thread pool can delay this test's wall clock.)
+        #expect(result.wallSeconds < 25, "\(result)")
     }
 
     @Test func signalsAreForwardedToTheCommand() async throws {
