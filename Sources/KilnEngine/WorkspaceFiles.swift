@@ -1,7 +1,19 @@
 import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Workspace file operations the engine needs (FoundationEssentials' FileManager: no ICU).
+/// File-type checks use stat/lstat directly: `FileManager.attributesOfItem` also lists extended
+/// attributes and builds a dictionary, and a no-op run makes several such checks per stage.
 enum WorkspaceFiles {
+    /// The file type bits of `path` (S_IFDIR, S_IFLNK, …), following symlinks or not; nil if absent.
+    private static func fileType(_ path: String, follow: Bool) -> mode_t? {
+        var st = stat()
+        let rc = follow ? stat(path, &st) : lstat(path, &st)
+        return rc == 0 ? st.st_mode & S_IFMT : nil
+    }
+
     static var fm: FileManager { FileManager.default }
 
     static func join(_ a: String, _ b: String) -> String {
@@ -17,17 +29,12 @@ enum WorkspaceFiles {
 
     /// True for a directory, following a symlink.
     static func isDirectory(_ path: String) -> Bool {
-        guard let attrs = try? fm.attributesOfItem(atPath: path) else { return false }
-        if (attrs[.type] as? FileAttributeType) == .typeSymbolicLink,
-           let target = try? fm.destinationOfSymbolicLink(atPath: path) {
-            return isDirectory(target.hasPrefix("/") ? target : join(parent(path), target))
-        }
-        return (attrs[.type] as? FileAttributeType) == .typeDirectory
+        fileType(path, follow: true) == S_IFDIR
     }
 
     /// True if `path` itself (not followed) exists: a dangling symlink counts.
     static func existsNoFollow(_ path: String) -> Bool {
-        (try? fm.attributesOfItem(atPath: path)) != nil
+        fileType(path, follow: false) != nil
     }
 
     static func makeDirectories(_ path: String) throws(EngineError) {
@@ -62,13 +69,12 @@ enum WorkspaceFiles {
     }
 
     static func isSymlink(_ path: String) -> Bool {
-        ((try? fm.attributesOfItem(atPath: path))?[.type] as? FileAttributeType) == .typeSymbolicLink
+        fileType(path, follow: false) == S_IFLNK
     }
 
     /// True for a real directory (a symlink to one is not descended into).
     static func isRealDirectory(_ path: String) -> Bool {
-        guard let attrs = try? fm.attributesOfItem(atPath: path) else { return false }
-        return (attrs[.type] as? FileAttributeType) == .typeDirectory
+        fileType(path, follow: false) == S_IFDIR
     }
 
     /// Every path under `root/start` (relative to `root`), files and directories, pre-order,
