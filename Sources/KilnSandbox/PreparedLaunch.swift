@@ -35,6 +35,8 @@ final class PreparedLaunch {
     let spec: SandboxSpec
     let steps: [MountStep]
     let environment: [String]
+    /// The PATH the command is looked up in (the environment's, or kiln's default).
+    let searchPath: String
     let cpuMask: [UInt8]
     var rlimits: [kiln_rlimit] = []
     let cgroups: SandboxCgroups
@@ -50,7 +52,9 @@ final class PreparedLaunch {
             throw SandboxError(.invalidSpec, "the hostname \"\(spec.hostname)\" must be 1 to 64 characters")
         }
         steps = try MountPlan.build(spec)
-        environment = spec.effectiveEnvironment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let effective = spec.effectiveEnvironment
+        environment = effective.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        searchPath = effective["PATH"] ?? SandboxSpec.defaultPath
         cpuMask = try PreparedLaunch.affinity(cpus: spec.limits.cpus)
 
         let limits = spec.limits
@@ -168,7 +172,7 @@ final class PreparedLaunch {
         config.mount_count = steps.count
         config.argv = UnsafePointer(arena.copyArray(spec.command))
         config.envp = UnsafePointer(arena.copyArray(environment))
-        config.search_path = UnsafePointer(arena.copy(spec.effectiveEnvironment["PATH"] ?? SandboxSpec.defaultPath))
+        config.search_path = UnsafePointer(arena.copy(searchPath))
         config.cwd = UnsafePointer(arena.copy(spec.workingDirectory))
         config.stdin_fd = Self.descriptor(spec.stdin)
         config.stdout_fd = Self.descriptor(spec.stdout)
@@ -266,7 +270,7 @@ final class PreparedLaunch {
         let statusBytes = read(status.read, &commandStatus, 4)
 
         if let joinError { throw joinError }
-        if let childReport { throw Self.error(for: childReport, spec: spec) }
+        if let childReport { throw Self.error(for: childReport, spec: spec, searchPath: searchPath) }
 
         var result = SandboxResult(
             exitStatus: nil, signal: nil, timedOut: timedOut,
@@ -308,7 +312,7 @@ final class PreparedLaunch {
         return n == size ? report : nil
     }
 
-    private static func error(for report: kiln_report, spec: SandboxSpec) -> SandboxError {
+    private static func error(for report: kiln_report, spec: SandboxSpec, searchPath path: String) -> SandboxError {
         let errno = Errno(rawValue: report.error)
         let detail = withUnsafeBytes(of: report.detail) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
         let shown = detail.hasPrefix(MountPlan.newRoot) ? String(detail.dropFirst(MountPlan.newRoot.count))
@@ -316,7 +320,6 @@ final class PreparedLaunch {
         let step = String(cString: kiln_step_name(report.step))
         if report.step == Int32(KILN_STEP_EXEC.rawValue) {
             let code: SandboxError.Code = errno == .noSuchFileOrDirectory ? .commandNotFound : .commandNotExecutable
-            let path = spec.effectiveEnvironment["PATH"] ?? SandboxSpec.defaultPath
             let hint = errno == .noSuchFileOrDirectory
                 ? (spec.command[0].contains("/") ? ": mount it into the sandbox with --ro-bind" : " in the sandbox's PATH (\(path)): give its full path, or mount it with --ro-bind")
                 : ""

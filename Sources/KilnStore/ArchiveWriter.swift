@@ -190,17 +190,8 @@ private struct ArchiveWalk {
             case S_IFREG:
                 try file(dirfd, name: name, path: path, st: st)
             case S_IFLNK:
-                var buf = [UInt8](repeating: 0, count: 4097)
-                let n = try Sys.call("read symlink", shown(path)) {
-                    cname.withUnsafeBufferPointer { p in
-                        p.withMemoryRebound(to: CChar.self) { c in
-                            buf.withUnsafeMutableBufferPointer { b in
-                                b.withMemoryRebound(to: CChar.self) { readlinkat(dirfd, c.baseAddress!, $0.baseAddress!, 4096) }
-                            }
-                        }
-                    }
-                }
-                try header(path, type: 0o120000, perm: 0o777, size: 0, target: Array(buf[0..<n]))
+                let target = try Sys.readLink(dirfd, cname, shown: shown(path))
+                try header(path, type: 0o120000, perm: 0o777, size: 0, target: target)
                 try finish(path)
             case S_IFDIR:
                 try header(path + [47], type: 0o040000, perm: 0o755, size: 0, target: nil)

@@ -43,16 +43,9 @@ public struct SafeExtractor {
 
     /// Extracts the blob `d` of `store` to `target`, verifying the blob's digest on the way.
     public func extract(blob d: Digest, from store: Store, to target: String) throws(StoreError) -> ExtractSummary {
-        let path = store.blobPath(d)
-        let fd: Int32
-        switch Sys.attempt({ open(path, O_RDONLY | O_CLOEXEC) }) {
-        case .success(let f): fd = f
-        case .failure(let e) where e == .noSuchFileOrDirectory:
-            throw StoreError(.notFound, "blob \(d) is not in the cache at \(store.root).")
-        case .failure(let e): throw StoreError.system("open blob", path, e)
-        }
+        let fd = try store.openBlob(d)
         defer { Sys.close(fd) }
-        return try extract(fd: fd, displayName: path, to: target, expected: d)
+        return try extract(fd: fd, displayName: store.blobPath(d), to: target, expected: d)
     }
 
     public func extract(fd: Int32, displayName: String, to target: String, expected: Digest?) throws(StoreError) -> ExtractSummary {

@@ -104,18 +104,24 @@ public final class Store: Sendable {
         }
     }
 
+    /// Opens blob `d` for reading (the caller closes it); a missing blob is `.notFound`. The
+    /// bytes are not checked here: readers verify the digest as they go.
+    func openBlob(_ d: Digest) throws(StoreError) -> Int32 {
+        let path = blobPath(d)
+        switch Sys.attempt({ open(path, O_RDONLY | O_CLOEXEC) }) {
+        case .success(let f): return f
+        case .failure(let e) where e == .noSuchFileOrDirectory:
+            throw StoreError(.notFound, "blob \(d) is not in the cache at \(root) (no file \(path)).")
+        case .failure(let e): throw StoreError.system("open blob", path, e)
+        }
+    }
+
     /// Streams the blob `d` through `consume` in chunks, verifying its digest on the way. The final
     /// chunk is handed over before the check, so a consumer that cannot undo must stage what it
     /// receives (as `read` and `copy(_:to:)` do); a mismatch throws `.corrupt` naming the file.
     public func stream(_ d: Digest, _ consume: (UnsafeRawBufferPointer) throws(StoreError) -> Void) throws(StoreError) {
         let path = blobPath(d)
-        let fd: Int32
-        switch Sys.attempt({ open(path, O_RDONLY | O_CLOEXEC) }) {
-        case .success(let f): fd = f
-        case .failure(let e) where e == .noSuchFileOrDirectory:
-            throw StoreError(.notFound, "blob \(d) is not in the cache at \(root) (no file \(path)).")
-        case .failure(let e): throw StoreError.system("open blob", path, e)
-        }
+        let fd = try openBlob(d)
         defer { Sys.close(fd) }
         _ = posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)

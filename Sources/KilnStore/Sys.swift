@@ -35,6 +35,21 @@ enum Sys {
         }
     }
 
+    /// readlinkat(dirfd, name) → the target's bytes; `shown` names the link in errors.
+    static func readLink(_ dirfd: Int32, _ cname: [UInt8], shown: String) throws(StoreError) -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: 4097)
+        let n = try call("read symlink", shown) {
+            cname.withUnsafeBufferPointer { p in
+                p.withMemoryRebound(to: CChar.self) { c in
+                    buf.withUnsafeMutableBufferPointer { b in
+                        b.withMemoryRebound(to: CChar.self) { readlinkat(dirfd, c.baseAddress!, $0.baseAddress!, 4096) }
+                    }
+                }
+            }
+        }
+        return Array(buf[0..<n])
+    }
+
     static func close(_ fd: Int32) {
         _ = Glibc.close(fd)  // never retried: on Linux the fd is gone even on EINTR
     }

@@ -99,7 +99,7 @@ struct TreeScan {
                 entries.append(entry)
             case S_IFLNK:
                 entry.kind = .symlink
-                entry.target = try readLink(dirfd, cname, path)
+                entry.target = try Sys.readLink(dirfd, cname, shown: display(path))
                 entry.size = Int64(entry.target.count)
                 entries.append(entry)
             case S_IFDIR:
@@ -121,20 +121,6 @@ struct TreeScan {
                     "\(self.display(path)) is \(Self.kindName(st.st_mode)): kiln only hashes and archives regular files, directories and symlinks. Remove it or move it out of the tree.")
             }
         }
-    }
-
-    private func readLink(_ dirfd: Int32, _ cname: [UInt8], _ path: [UInt8]) throws(StoreError) -> [UInt8] {
-        var buf = [UInt8](repeating: 0, count: 4097)
-        let n = try Sys.call("read symlink", display(path)) {
-            cname.withUnsafeBufferPointer { p in
-                p.withMemoryRebound(to: CChar.self) { c in
-                    buf.withUnsafeMutableBufferPointer { b in
-                        b.withMemoryRebound(to: CChar.self) { readlinkat(dirfd, c.baseAddress!, $0.baseAddress!, 4096) }
-                    }
-                }
-            }
-        }
-        return Array(buf[0..<n])
     }
 
     static func kindName(_ mode: mode_t) -> String {

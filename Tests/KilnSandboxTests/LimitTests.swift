@@ -154,7 +154,7 @@ struct LimitTests {
 
     @Test func resultJSONHasTheMeasurements() throws {
         let output = SandboxFixture.probe(.root, options: ["--json"], ["hog", "32"])
-        let line = try #require(output.stdout.split(separator: "\n").last)
+        let line = try #require(output.stdout.split(separator: "\n").last, "\(output)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(report["exitStatus"] as? Int == 0)
         #expect(report["kilnExitCode"] as? Int == 0)
