@@ -66,7 +66,7 @@ extension Kiln {
         func run() async throws {
             let ws = try RunSetup.workspace(workspace)
             let (file, stageNames) = try RunSetup.recipeFile(names, workspace: ws)
-            let recipe = try RunSetup.load(file, workspace: ws, params: params.compactMap(ParamOverride.parse))
+            let (recipe, recipeText) = try RunSetup.loadWithText(file, workspace: ws, params: params.compactMap(ParamOverride.parse))
             let selected: [Stage]
             do { selected = try recipe.select(stageNames) } catch {
                 storeErrorLine("kiln: \(error.description)")
@@ -78,11 +78,21 @@ extension Kiln {
                 storeErrorLine("kiln: \(error.message)")
                 throw ExitCode(storeExitCode(for: error))
             }
+            // Held shared from the first blob stored until the run record names them (gc waits).
+            let lock: Store.HeldLock
+            do { lock = try store.holdLock(.shared) } catch {
+                storeErrorLine("kiln: \(error.message)")
+                throw ExitCode(storeExitCode(for: error))
+            }
+            defer { lock.release() }
             let statCache = StatCache(path: store.statCachePath)
             let cacheRelative = RunSetup.relative(location.path, to: ws)
-            let planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: HostFingerprint.compute(cache: statCache),
+            let fingerprint = HostFingerprint.compute(cache: statCache)
+            let planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: fingerprint,
                                   image: recipe.image, excluded: cacheRelative.map { [$0] } ?? [])
             let executor = Executor(workspace: ws, store: store, planner: planner, noCache: noCache)
+            let recorder = dryRun ? nil : RunRecorder(store: store, workspace: ws, invocation: .init(
+                recipeText: recipeText, overrides: params, selection: stageNames, noCache: noCache, kilnVersion: KilnVersion.string))
             let pipeline = Pipeline(recipe: recipe, stages: selected, executor: executor)
             let printer = RunPrinter(json: json)
             let started = ContinuousClock.now
@@ -90,7 +100,17 @@ extension Kiln {
                 PipelineOptions(jobs: jobs ?? RunSetup.cores(), keepGoing: keepGoing, dryRun: dryRun),
                 events: { printer.event($0) })
             try? statCache.save(tmpDirectory: store.tmpDirectory)
-            printer.summary(summary, seconds: RunPrinter.seconds(ContinuousClock.now - started), dryRun: dryRun)
+            let seconds = RunPrinter.seconds(ContinuousClock.now - started)
+            var runID: String?
+            if let recorder {
+                let record = recorder.record(recipe: recipe, summary: summary, interrupted: false, seconds: seconds,
+                                             invocationID: executor.invocation, hostFingerprint: fingerprint,
+                                             trigger: RunRecorder.trigger(environment: RunSetup.processEnvironment()))
+                do { runID = try recorder.write(record) } catch {
+                    storeErrorLine("kiln: the run finished but its record could not be stored: \(error.message)")
+                }
+            }
+            printer.summary(summary, seconds: seconds, dryRun: dryRun, runID: runID)
             if summary.stageFailed { throw ExitCode(KilnExitCode.stageFailed) }
             if summary.gateFailed { throw ExitCode(KilnExitCode.gateFailed) }
         }

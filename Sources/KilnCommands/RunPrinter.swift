@@ -35,6 +35,7 @@ struct RunPrinter: Sendable {
         var passed: Bool?
         var ran: Int?, cached: Int?, failed: Int?, skipped: Int?
         var savedSeconds: Double?
+        var run: String?
     }
 
     func emit(_ e: Event) {
@@ -74,7 +75,7 @@ struct RunPrinter: Sendable {
         }
     }
 
-    func summary(_ s: RunSummary, seconds: Double, dryRun: Bool) {
+    func summary(_ s: RunSummary, seconds: Double, dryRun: Bool, runID: String? = nil) {
         let saved = s.outcomes.filter { $0.status == .cached }.compactMap { $0.result?.wallSeconds }.reduce(0, +)
         if json {
             for report in s.gates {
@@ -84,7 +85,7 @@ struct RunPrinter: Sendable {
                 }
             }
             emit(Event(event: "summary", seconds: seconds, ran: s.count(.ran), cached: s.count(.cached),
-                       failed: s.count(.failed), skipped: s.count(.skipped), savedSeconds: saved))
+                       failed: s.count(.failed), skipped: s.count(.skipped), savedSeconds: saved, run: runID))
             return
         }
         if dryRun {
@@ -92,6 +93,7 @@ struct RunPrinter: Sendable {
             return
         }
         storeOutputLine("\(s.outcomes.count) stages: \(s.count(.ran)) ran, \(s.count(.cached)) cached, \(s.count(.failed)) failed, \(s.count(.skipped)) skipped in \(Self.format(seconds)); the cache saved \(Self.format(saved))")
+        if let runID { storeOutputLine("run \(runID) recorded: kiln show \(runID)") }
         let failedGates = s.gates.filter { !$0.passed }
         if !failedGates.isEmpty {
             storeOutputLine("gates failed:\n" + GateTable.render(s.gates.filter { g in failedGates.contains { $0.stage == g.stage } }))

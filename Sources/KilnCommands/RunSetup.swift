@@ -13,6 +13,15 @@ enum RunSetup {
         getenv("KILN_CACHE").map { ["KILN_CACHE": String(cString: $0)] } ?? [:]
     }
 
+    /// The variables that decide a run's trigger (RunRecorder.trigger).
+    static func processEnvironment() -> [String: String] {
+        var out: [String: String] = [:]
+        for name in ["KILN_TRIGGER", "GITHUB_ACTIONS", "CI"] {
+            if let v = getenv(name) { out[name] = String(cString: v) }
+        }
+        return out
+    }
+
     static func cores() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     static func absolute(_ path: String) -> String {
@@ -75,15 +84,21 @@ enum RunSetup {
 
     /// Reads and validates the recipe; errors print as `file:line:col: error: …` and exit 78.
     static func load(_ file: String, workspace ws: String, params: [(name: String, value: String)]) throws -> Recipe {
+        try loadWithText(file, workspace: ws, params: params).recipe
+    }
+
+    /// The recipe and the text it was parsed from (for the run record).
+    static func loadWithText(_ file: String, workspace ws: String, params: [(name: String, value: String)]) throws -> (recipe: Recipe, text: String) {
         let shown = relative(file, to: ws) ?? file
         guard let data = FileManager.default.contents(atPath: file) else {
             storeErrorLine("kiln: cannot read the recipe \(shown).")
             throw ExitCode(KilnExitCode.recipeInvalid)
         }
         do {
-            return try Recipe(parsing: Array(data), file: shown, overrides: params) { path in
+            let recipe = try Recipe(parsing: Array(data), file: shown, overrides: params) { path in
                 FileManager.default.fileExists(atPath: ws + "/" + path)
             }
+            return (recipe, String(decoding: data, as: UTF8.self))
         } catch {
             for e in error.errors { storeErrorLine(e.description) }
             throw ExitCode(KilnExitCode.recipeInvalid)

@@ -24,6 +24,8 @@ public struct ActionResult: Codable, Sendable, Equatable {
     public var wallSeconds: Double
     public var cpuSeconds: Double
     public var peakMemoryBytes: UInt64
+    /// The run invocation that produced it (`RunRecord.invocation`), so a hit can name its origin.
+    public var invocation: String?
 
     public func encoded() -> [UInt8] {
         let encoder = JSONEncoder()

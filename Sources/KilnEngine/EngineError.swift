@@ -16,6 +16,12 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         case sandbox
         /// A workspace file operation failed.
         case io
+        /// No run in the cache has that name.
+        case unknownRun
+        /// A run record or bundle is not usable (missing blobs, wrong format).
+        case badRecord
+        /// The machine differs from the recorded one, and the caller did not allow it.
+        case hostDrift
     }
 
     public var code: Code

@@ -17,12 +17,22 @@ public struct Executor: Sendable {
     public let planner: Planner
     /// Run even on a hit (the result is still recorded).
     public let noCache: Bool
+    /// This run's invocation id, written into the action results it creates.
+    public let invocation: String
 
-    public init(workspace: String, store: Store, planner: Planner, noCache: Bool = false) {
+    public init(workspace: String, store: Store, planner: Planner, noCache: Bool = false, invocation: String = Executor.newInvocation()) {
+        self.invocation = invocation
         self.workspace = workspace
         self.store = store
         self.planner = planner
         self.noCache = noCache
+    }
+
+    /// 16 random hex digits.
+    public static func newInvocation() -> String {
+        let n = UInt64.random(in: 0...UInt64.max)
+        let hex = String(n, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     var restorer: Restorer { Restorer(workspace: workspace, store: store, statCache: planner.statCache) }
@@ -33,28 +43,40 @@ public struct Executor: Sendable {
         return ActionResult.decode(bytes)
     }
 
-    public func execute(_ stage: Stage, key: Digest) async -> StageOutcome {
+    var archiver: InputArchiver { InputArchiver(workspace: workspace, store: store, statCache: planner.statCache) }
+
+    /// Runs or restores `stage`, whose key inputs the planner computed. The outcome carries them,
+    /// with every workspace input's archive filled in, for the run record.
+    public func execute(_ stage: Stage, inputs planned: ActionKeyInputs) async -> StageOutcome {
         let start = ContinuousClock.now
         func seconds() -> Double {
             let d = ContinuousClock.now - start
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
+        var inputs = planned
+        let key = inputs.key
+        var outcome: StageOutcome
         do throws(EngineError) {
-            if !noCache, let cached = cachedResult(key) {
-                // A result whose blobs gc removed (or that is corrupt) is a miss: the stage reruns
-                // and its new result replaces it.
-                do {
-                    let metrics = try restored(cached, of: stage)
-                    return StageOutcome(stage: stage.name, status: .cached, key: key, result: cached,
-                                        seconds: seconds(), metrics: metrics)
-                } catch {}
-            }
-            var outcome = try await runInSandbox(stage, key: key)
-            outcome.seconds = seconds()
-            return outcome
+            try archiver.archive(&inputs, stage: stage.name)
+            outcome = try await restoreOrRun(stage, key: key)
         } catch {
-            return StageOutcome(stage: stage.name, status: .failed, key: key, reason: error.message, seconds: seconds())
+            outcome = StageOutcome(stage: stage.name, status: .failed, key: key, reason: error.message)
         }
+        outcome.seconds = seconds()
+        outcome.inputs = inputs
+        return outcome
+    }
+
+    func restoreOrRun(_ stage: Stage, key: Digest) async throws(EngineError) -> StageOutcome {
+        if !noCache, let cached = cachedResult(key) {
+            // A result whose blobs gc removed (or that is corrupt) is a miss: the stage reruns
+            // and its new result replaces it.
+            do {
+                let metrics = try restored(cached, of: stage)
+                return StageOutcome(stage: stage.name, status: .cached, key: key, result: cached, metrics: metrics)
+            } catch {}
+        }
+        return try await runInSandbox(stage, key: key)
     }
 
     /// Restores a cached result's outputs; returns its metrics (parsed).
@@ -174,7 +196,7 @@ public struct Executor: Sendable {
                     outputKinds: kinds, exitStatus: 0, stdout: try store.put(file: stdoutPath),
                     stderr: try store.put(file: stderrPath), metrics: try metricsBytes.map { (b) throws(StoreError) in try store.put(bytes: b) },
                     wallSeconds: result.wallSeconds, cpuSeconds: result.userCPUSeconds + result.systemCPUSeconds,
-                    peakMemoryBytes: result.peakMemoryBytes)
+                    peakMemoryBytes: result.peakMemoryBytes, invocation: invocation)
                 try store.setActionResult(key, json: r.encoded())
                 return r
             }

@@ -57,9 +57,12 @@ public struct Pipeline: Sendable {
     func dependencies(of i: Int, in set: Set<Int>) -> [Int] { recipe.graph.dependencies[i].filter(set.contains) }
 
     /// Records a finished stage's outputs so its dependents' keys use their archive digests.
-    static func record(_ outcome: StageOutcome, _ stage: Stage, into upstream: inout [String: Digest]) {
+    static func record(_ outcome: StageOutcome, _ stage: Stage, into upstream: inout [String: UpstreamOutput]) {
         guard let result = outcome.result else { return }
-        for output in stage.outputs { upstream[output.description] = result.outputs[output.description] }
+        for output in stage.outputs {
+            guard let archive = result.outputs[output.description] else { continue }
+            upstream[output.description] = UpstreamOutput(archive: archive, kind: result.outputKinds[output.description] ?? "file")
+        }
     }
 
     func execute(_ options: PipelineOptions, _ events: @Sendable (EngineEvent) -> Void) async -> RunSummary {
@@ -70,7 +73,7 @@ public struct Pipeline: Sendable {
         var outcomes: [Int: StageOutcome] = [:]
         var blocked: Set<Int> = []  // failed, skipped, or failed a gate: dependents must not run
         var gateFailed: Set<Int> = []
-        var upstream: [String: Digest] = [:]
+        var upstream: [String: UpstreamOutput] = [:]
         var gates: [GateReport] = []
         var stop = false
 
@@ -111,16 +114,16 @@ public struct Pipeline: Sendable {
                 while running < options.jobs, !stop, !ready.isEmpty {
                     let i = ready.removeFirst()
                     let stage = recipe.stages[i]
-                    let key: Digest
+                    let inputs: ActionKeyInputs
                     do throws(EngineError) {
-                        key = try executor.planner.keyInputs(for: stage, in: recipe, upstream: upstream).key
+                        inputs = try executor.planner.keyInputs(for: stage, in: recipe, upstream: upstream)
                     } catch {
                         complete(i, StageOutcome(stage: stage.name, status: .failed, reason: error.message))
                         continue
                     }
-                    events(.started(stage: stage.name, key: key))
+                    events(.started(stage: stage.name, key: inputs.key))
                     let executor = self.executor
-                    group.addTask { (i, await executor.execute(stage, key: key)) }
+                    group.addTask { (i, await executor.execute(stage, inputs: inputs)) }
                     running += 1
                 }
                 guard let (i, outcome) = await group.next() else { break }
@@ -143,7 +146,7 @@ public struct Pipeline: Sendable {
     func dryRun(_ events: @Sendable (EngineEvent) -> Void) -> RunSummary {
         let chosen = Set(selected)
         var stale: Set<Int> = []
-        var upstream: [String: Digest] = [:]
+        var upstream: [String: UpstreamOutput] = [:]
         var outcomes: [StageOutcome] = []
         for i in selected {
             let stage = recipe.stages[i]

@@ -23,6 +23,9 @@ public struct ActionKeyInputs: Sendable, Equatable {
     public var cpus: Int
     /// The network mode (a stage with the host's network may see different things).
     public var network: String
+    /// Every file or folder the inputs resolved to, for the run record (not part of the key:
+    /// `inputs` already holds their digests).
+    public var sources: [InputSource] = []
 
     public var canonicalJSON: CanonicalJSON {
         .object([
@@ -41,6 +44,38 @@ public struct ActionKeyInputs: Sendable, Equatable {
 
     /// The action key: SHA-256 of the canonical JSON.
     public var key: Digest { Digest.of(canonicalJSON.bytes) }
+}
+
+/// One path a stage reads, as resolved when its key was computed.
+public struct InputSource: Sendable, Equatable, Codable {
+    /// Workspace-relative, glob matches expanded.
+    public var path: String
+    /// `file`, `dir` or `symlink`.
+    public var kind: String
+    /// The tree digest of a workspace input (nil for an upstream stage's output).
+    public var tree: Digest?
+    /// The archive holding it: an upstream output's archive, or (filled by `InputArchiver`) the
+    /// workspace input's archive, so a replay can rebuild the input without the workspace.
+    public var archive: Digest?
+
+    public init(path: String, kind: String, tree: Digest?, archive: Digest?) {
+        self.path = path
+        self.kind = kind
+        self.tree = tree
+        self.archive = archive
+    }
+}
+
+/// An upstream stage's output as its dependents see it.
+public struct UpstreamOutput: Sendable, Equatable {
+    public var archive: Digest
+    /// `file` or `dir` (ActionResult.outputKinds).
+    public var kind: String
+
+    public init(archive: Digest, kind: String) {
+        self.archive = archive
+        self.kind = kind
+    }
 }
 
 /// Computes action keys. Inputs are hashed through the stat cache; an input that is exactly an
@@ -71,17 +106,24 @@ public struct Planner: Sendable {
 
     /// The key inputs of `stage`; `upstream` maps an upstream output (as declared, `data/`) to
     /// its archive digest.
-    public func keyInputs(for stage: Stage, in recipe: Recipe, upstream: [String: Digest]) throws(EngineError) -> ActionKeyInputs {
+    public func keyInputs(for stage: Stage, in recipe: Recipe, upstream: [String: UpstreamOutput]) throws(EngineError) -> ActionKeyInputs {
         var inputs: [String: CanonicalJSON] = [:]
+        var sources: [InputSource] = []
+        func hashed(_ path: String) throws(EngineError) -> Digest {
+            let (digest, kind) = try hash(path, stage: stage)
+            sources.append(InputSource(path: path, kind: kind, tree: digest, archive: nil))
+            return digest
+        }
         for input in stage.inputs {
             if input.isGlob {
                 var matches: [String: CanonicalJSON] = [:]
-                for path in expand(input) { matches[path] = .string(try hash(path, stage: stage).description) }
+                for path in expand(input) { matches[path] = .string(try hashed(path).description) }
                 inputs[input.description] = .object(matches)
-            } else if let d = upstream[input.description] {
-                inputs[input.description] = .string(d.description)
+            } else if let up = upstream[input.description] {
+                inputs[input.description] = .string(up.archive.description)
+                sources.append(InputSource(path: input.path, kind: up.kind, tree: nil, archive: up.archive))
             } else {
-                inputs[input.description] = .string(try hash(input.path, stage: stage).description)
+                inputs[input.description] = .string(try hashed(input.path).description)
             }
         }
         var params: [String: String] = [:]
@@ -94,7 +136,8 @@ public struct Planner: Sendable {
         return ActionKeyInputs(
             argv: stage.argv, environment: Self.environment(for: stage), image: image,
             sandboxProfile: SeccompProfile.version, inputs: inputs, params: params,
-            outputs: stage.outputs.map(\.description), cpus: stage.cpus, network: stage.network.rawValue)
+            outputs: stage.outputs.map(\.description), cpus: stage.cpus, network: stage.network.rawValue,
+            sources: sources)
     }
 
     static func typed(_ value: ParamValue) -> String {
@@ -106,12 +149,15 @@ public struct Planner: Sendable {
         }
     }
 
-    func hash(_ path: String, stage: Stage) throws(EngineError) -> Digest {
+    func hash(_ path: String, stage: Stage) throws(EngineError) -> (digest: Digest, kind: String) {
         let full = WorkspaceFiles.join(workspace, path)
         guard WorkspaceFiles.exists(full) else {
             throw EngineError(.missingInput, "stage '\(stage.name)': its input \(path) does not exist in the workspace \(workspace). Create it, or declare a stage that outputs it.")
         }
-        do { return try TreeHasher.digest(of: full, cache: statCache).digest }
+        do {
+            let (digest, kind) = try TreeHasher.digest(of: full, cache: statCache)
+            return (digest, kind == .directory ? "dir" : kind == .symlink ? "symlink" : "file")
+        }
         catch { throw EngineError(.store, "stage '\(stage.name)': cannot hash its input \(path): \(error.message)") }
     }
 

@@ -26,6 +26,8 @@ public struct StageOutcome: Sendable {
     public var seconds: Double
     /// Parsed metrics, when the stage declares them.
     public var metrics: JSONValue?
+    /// What its key was computed from (nil when it could not be planned).
+    public var inputs: ActionKeyInputs?
 
     public init(stage: String, status: Status, key: Digest? = nil, result: ActionResult? = nil, reason: String? = nil,
                 stderrTail: String? = nil, seconds: Double = 0, metrics: JSONValue? = nil) {

@@ -31,6 +31,8 @@ public final class Store: Sendable {
     public var refsDirectory: String { Sys.join(root, "refs") }
     public var quarantineDirectory: String { Sys.join(root, "quarantine") }
     public var statCachePath: String { Sys.join(root, "statcache") }
+    /// Tree digest → archive digest of workspace inputs already archived (derived; not a gc root).
+    public var treesDirectory: String { Sys.join(root, "trees") }
 
     /// Opens (creating when missing) the store at `root` and removes stale leftovers in its `tmp/`.
     public init(root: String) throws(StoreError) {
@@ -176,6 +178,30 @@ public final class Store: Sendable {
         return try body()
     }
 
+    /// Takes the store-wide lock and keeps it until `release()` (or deinit): `kiln run` holds it
+    /// shared from its first blob until its run record names them all.
+    public final class HeldLock: @unchecked Sendable {
+        private var fd: Int32
+        init(fd: Int32) { self.fd = fd }
+        public func release() {
+            if fd >= 0 { Sys.close(fd) }
+            fd = -1
+        }
+        deinit { release() }
+    }
+
+    public func holdLock(_ mode: LockMode) throws(StoreError) -> HeldLock {
+        let path = Sys.join(root, "lock")
+        let fd = try Sys.call("open lock", path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
+        do throws(StoreError) {
+            try Sys.call("lock", path) { flock(fd, mode == .shared ? LOCK_SH : LOCK_EX) }
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+        return HeldLock(fd: fd)
+    }
+
     // MARK: Small files: refs, runs, action results
 
     /// Writes `bytes` to `path` under the store atomically (temp file, fsync, rename).
@@ -252,6 +278,19 @@ public final class Store: Sendable {
         try Store.checkName(id, what: "run id")
         guard let bytes = try readSmall(Sys.join(runsDirectory, id)) else { return nil }
         return Digest(String(decoding: bytes, as: UTF8.self).trimmingTrailingNewlines())
+    }
+
+    /// The archive of a tree archived before, if that blob is still in the store.
+    public func archive(forTree tree: Digest) -> Digest? {
+        let hex = tree.hex
+        guard let bytes = try? readSmall("\(treesDirectory)/\(hex.prefix(2))/\(hex)"),
+              let d = Digest(String(decoding: bytes, as: UTF8.self).trimmingTrailingNewlines()), contains(d) else { return nil }
+        return d
+    }
+
+    public func setArchive(_ archive: Digest, forTree tree: Digest) throws(StoreError) {
+        let hex = tree.hex
+        try writeAtomically(Array("\(archive)\n".utf8), to: "\(treesDirectory)/\(hex.prefix(2))/\(hex)")
     }
 
     func actionPath(_ key: Digest) -> String {

@@ -21,7 +21,7 @@ import Testing
         """
 
     func key(_ yaml: String = base, files: [String: String] = [:], overrides: [(name: String, value: String)] = [],
-             host: String = "h", upstream: [String: Digest] = [:]) throws -> Digest {
+             host: String = "h", upstream: [String: UpstreamOutput] = [:]) throws -> Digest {
         let dir = ScratchDirectory("planner")
         var all = ["in.txt": "hello", "src/a.py": "print(1)"]
         all.merge(files) { _, new in new }
@@ -48,7 +48,7 @@ import Testing
         #expect(try key(host: "other") != k, "host fingerprint")
         #expect(try key(Self.base.replacingOccurrences(of: "outputs: [out.txt]", with: "outputs: [out.txt, more.txt]")) != k, "outputs")
         #expect(try key(Self.base.replacingOccurrences(of: "outputs: [out.txt]", with: "outputs: [out.txt]\n    cpus: 2")) != k, "cpus")
-        #expect(try key(upstream: ["in.txt": Digest.of([1])]) != k, "upstream output digest")
+        #expect(try key(upstream: ["in.txt": UpstreamOutput(archive: Digest.of([1]), kind: "file")]) != k, "upstream output digest")
     }
 
     @Test func limitsAndUnusedParamsStayOut() throws {
