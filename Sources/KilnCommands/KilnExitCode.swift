@@ -28,11 +28,22 @@ public enum KilnExitCode {
     /// `kiln run`: the recipe is invalid or cannot be found (sysexits' EX_CONFIG); nothing ran.
     public static let recipeInvalid: Int32 = 78
 
+    /// The run named does not exist in the cache (sysexits' EX_NOINPUT).
+    public static let noSuchRun: Int32 = 66
+    /// `kiln replay`/`kiln verify`: an output was rebuilt with different bytes (Nix uses 104 for
+    /// `--check` failures too).
+    public static let notReproducible: Int32 = 104
+    /// `kiln replay`: the host toolchain differs from the recorded one and --allow-host-drift was
+    /// not given; nothing was rebuilt.
+    public static let hostDrift: Int32 = 105
+
     static let documentation = """
         \(limitExceeded) when a limit (--memory) killed it; \(timeout) on --timeout; \
         \(sandboxSetupFailed) when the sandbox could not be set up; \(commandNotExecutable) when the \
         command could not be executed; \(commandNotFound) when it was not found; \(usage) for usage errors; \(dataError) for \
         refused archives and corrupt blobs; \(ioError) for store I/O errors (a full disk); \
-        kiln run: \(stageFailed) when a stage failed, \(gateFailed) when a gate failed, \(recipeInvalid) for recipe errors.
+        kiln run: \(stageFailed) when a stage failed, \(gateFailed) when a gate failed, \(recipeInvalid) for recipe errors; \
+        \(noSuchRun) when a named run is not in the cache; kiln replay and verify: \(notReproducible) when an output \
+        is not byte-identical, \(hostDrift) when the host differs from the record.
         """
 }
