@@ -64,20 +64,8 @@ extension Kiln {
         }
 
         func run() async throws {
-            let ws = try RunSetup.workspace(workspace)
-            let (file, stageNames) = try RunSetup.recipeFile(names, workspace: ws)
-            let (recipe, recipeText) = try RunSetup.loadWithText(file, workspace: ws, params: params.compactMap(ParamOverride.parse))
-            let selected: [Stage]
-            do { selected = try recipe.select(stageNames) } catch {
-                storeErrorLine("kiln: \(error.description)")
-                throw ExitCode(KilnExitCode.usage)
-            }
-            let location = CacheLocation.resolve(option: cache, environment: RunSetup.environment(), currentDirectory: ws)
-            let store: Store
-            do { store = try Store(root: location.path) } catch {
-                storeErrorLine("kiln: \(error.message)")
-                throw ExitCode(storeExitCode(for: error))
-            }
+            let setup = try PipelineSetup(names: names, params: params, cache: cache, workspace: workspace)
+            let (ws, recipe, store) = (setup.workspace, setup.recipe, setup.store)
             // Held shared from the first blob stored until the run record names them (gc waits).
             let lock: Store.HeldLock
             do { lock = try store.holdLock(.shared) } catch {
@@ -85,15 +73,11 @@ extension Kiln {
                 throw ExitCode(storeExitCode(for: error))
             }
             defer { lock.release() }
-            let statCache = StatCache(path: store.statCachePath)
-            let cacheRelative = RunSetup.relative(location.path, to: ws)
-            let fingerprint = HostFingerprint.compute(cache: statCache)
-            let planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: fingerprint,
-                                  image: recipe.image, excluded: cacheRelative.map { [$0] } ?? [])
+            let (statCache, planner, fingerprint) = (setup.statCache, setup.planner, setup.fingerprint)
             let executor = Executor(workspace: ws, store: store, planner: planner, noCache: noCache)
             let recorder = dryRun ? nil : RunRecorder(store: store, workspace: ws, invocation: .init(
-                recipeText: recipeText, overrides: params, selection: stageNames, noCache: noCache, kilnVersion: KilnVersion.string))
-            let pipeline = Pipeline(recipe: recipe, stages: selected, executor: executor)
+                recipeText: setup.recipeText, overrides: params, selection: setup.stageNames, noCache: noCache, kilnVersion: KilnVersion.string))
+            let pipeline = Pipeline(recipe: recipe, stages: setup.selected, executor: executor)
             let printer = RunPrinter(json: json)
             let started = ContinuousClock.now
             let summary = await pipeline.run(

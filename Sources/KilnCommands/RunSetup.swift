@@ -1,5 +1,6 @@
 import ArgumentParser
 import FoundationEssentials
+import KilnEngine
 import KilnRecipe
 import KilnStore
 
@@ -103,5 +104,41 @@ enum RunSetup {
             for e in error.errors { storeErrorLine(e.description) }
             throw ExitCode(KilnExitCode.recipeInvalid)
         }
+    }
+}
+
+/// What `kiln run` and `kiln status` both start from: the workspace, the recipe and its selected
+/// stages, the cache, and a planner over them. Errors are printed and become exit codes.
+struct PipelineSetup {
+    let workspace: String
+    let recipe: Recipe
+    let recipeText: String
+    let stageNames: [String]
+    let selected: [Stage]
+    let store: Store
+    let statCache: StatCache
+    let fingerprint: Digest
+    let planner: Planner
+
+    init(names: [String], params: [String], cache: String?, workspace option: String?) throws {
+        let ws = try RunSetup.workspace(option)
+        workspace = ws
+        let (file, stageNames) = try RunSetup.recipeFile(names, workspace: ws)
+        self.stageNames = stageNames
+        (recipe, recipeText) = try RunSetup.loadWithText(file, workspace: ws, params: params.compactMap(ParamOverride.parse))
+        do { selected = try recipe.select(stageNames) } catch {
+            storeErrorLine("kiln: \(error.description)")
+            throw ExitCode(KilnExitCode.usage)
+        }
+        let location = CacheLocation.resolve(option: cache, environment: RunSetup.environment(), currentDirectory: ws)
+        do { store = try Store(root: location.path) } catch {
+            storeErrorLine("kiln: \(error.message)")
+            throw ExitCode(storeExitCode(for: error))
+        }
+        statCache = StatCache(path: store.statCachePath)
+        let cacheRelative = RunSetup.relative(location.path, to: ws)
+        fingerprint = HostFingerprint.compute(cache: statCache)
+        planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: fingerprint,
+                          image: recipe.image, excluded: cacheRelative.map { [$0] } ?? [])
     }
 }
