@@ -19,9 +19,13 @@ public struct Executor: Sendable {
     public let noCache: Bool
     /// This run's invocation id, written into the action results it creates.
     public let invocation: String
+    /// Off for replays: their results must not enter the action cache.
+    public let storesActionResults: Bool
 
-    public init(workspace: String, store: Store, planner: Planner, noCache: Bool = false, invocation: String = Executor.newInvocation()) {
+    public init(workspace: String, store: Store, planner: Planner, noCache: Bool = false, invocation: String = Executor.newInvocation(),
+                storesActionResults: Bool = true) {
         self.invocation = invocation
+        self.storesActionResults = storesActionResults
         self.workspace = workspace
         self.store = store
         self.planner = planner
@@ -197,7 +201,7 @@ public struct Executor: Sendable {
                     stderr: try store.put(file: stderrPath), metrics: try metricsBytes.map { (b) throws(StoreError) in try store.put(bytes: b) },
                     wallSeconds: result.wallSeconds, cpuSeconds: result.userCPUSeconds + result.systemCPUSeconds,
                     peakMemoryBytes: result.peakMemoryBytes, invocation: invocation)
-                try store.setActionResult(key, json: r.encoded())
+                if storesActionResults { try store.setActionResult(key, json: r.encoded()) }
                 return r
             }
         } catch {
