@@ -97,3 +97,5 @@ int archive_write_open2(struct archive *a0, void *a1, archive_open_callback *a2,
 int archive_write_set_bytes_in_last_block(struct archive *a0, int a1) { return KILN_LAZY(archive_write_set_bytes_in_last_block)(a0, a1); }
 int archive_write_set_bytes_per_block(struct archive *a0, int a1) { return KILN_LAZY(archive_write_set_bytes_per_block)(a0, a1); }
 int archive_write_set_format_pax_restricted(struct archive *a0) { return KILN_LAZY(archive_write_set_format_pax_restricted)(a0); }
+int archive_read_open_fd(struct archive *a0, int a1, size_t a2) { return KILN_LAZY(archive_read_open_fd)(a0, a1, a2); }
+int archive_write_open_fd(struct archive *a0, int a1) { return KILN_LAZY(archive_write_open_fd)(a0, a1); }
