@@ -126,6 +126,8 @@ public enum RunBundle {
                 staged.discard()
                 return StoreError(.refused, "refused the bundle \(path): entry '\(name)' \(why); nothing was imported.")
             }
+            // Other tar tools add the folders; they carry nothing.
+            if archive_entry_filetype(entry) & 0o170000 == Glibc.S_IFDIR, ["blobs", "blobs/", "blobs/sha256", "blobs/sha256/"].contains(name) { continue }
             guard archive_entry_filetype(entry) & 0o170000 == Glibc.S_IFREG else { throw refuse("is not a regular file") }
             if name == manifestName {
                 guard staged.manifest == nil else { throw refuse("appears twice") }

@@ -1,0 +1,263 @@
+import Foundation
+import KilnTestSupport
+import Testing
+
+extension TestWorkspace {
+    /// Runs any kiln command (not `run`) against this workspace's cache, on a thread of its own.
+    @discardableResult
+    func kiln(_ args: [String], cache: String? = nil, in directory: String? = nil) async -> ChildProcess.Output {
+        let arguments = args + ["--cache", cache ?? dir("cache")]
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(returning: ChildProcess.kiln(arguments, currentDirectory: directory ?? self.dir.path))
+            }
+        }
+    }
+
+    /// The run id `kiln run` printed.
+    static func runID(_ output: ChildProcess.Output) -> String? {
+        guard let line = output.stdout.split(separator: "\n").first(where: { $0.hasPrefix("run ") && $0.contains(" recorded") }) else { return nil }
+        return String(line.split(separator: " ")[1])
+    }
+}
+
+/// The run recorder end to end: records, `runs`/`show`/`logs`/`diff`, replay, verify, bundles.
+@Suite(.serialized) struct RecorderTests {
+    /// A small deterministic pipeline with a param, metrics and a folder output.
+    static let recipe = """
+        kiln: 1
+        params: {scale: 2}
+        stages:
+          prep:
+            run: mkdir -p data && cat in.txt in.txt > data/all.txt && echo prepared
+            inputs: [in.txt]
+            outputs: [data/]
+          score:
+            run: |
+              n=$(wc -l < data/all.txt); printf '{"lines": %d, "scaled": %d}\\n' $n $((n * ${params.scale})) > metrics.json && echo scored >&2
+            inputs: [data/]
+            outputs: [metrics.json]
+            metrics: metrics.json
+            gates: ["lines >= 1"]
+        """
+    static let files = ["in.txt": "a\nb\n"]
+
+    /// A stage whose output holds a random number (not reproducible), beside a stable file.
+    static let random = """
+        kiln: 1
+        stages:
+          stamp:
+            run: mkdir -p out && echo fixed > out/stable.txt && od -An -N8 -tx8 /dev/urandom > out/random.txt
+            outputs: [out/]
+        """
+
+    @Test func everyRunIsRecordedCacheHitsIncluded() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let first = await ws.run()
+        let second = await ws.run()
+        let a = try #require(TestWorkspace.runID(first), "\(first)")
+        let b = try #require(TestWorkspace.runID(second), "\(second)")
+        #expect(a != b)
+        let runs = await ws.kiln(["runs"])
+        #expect(runs.status == 0, "\(runs)")
+        let lines = runs.stdout.split(separator: "\n")
+        #expect(lines.count == 3 && lines[1].hasPrefix(b) && lines[2].hasPrefix(a), "newest first:\n\(runs.stdout)")
+        #expect(lines[1].contains("succeeded") && lines[1].contains("lines=4") && lines[1].contains("scaled=8"), "\(runs.stdout)")
+
+        // The second run's record says both stages were hits, and from which run.
+        let show = await ws.kiln(["show", String(b.prefix(6)), "--json"])
+        let record = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as! [String: Any]
+        let stages = record["stages"] as! [[String: Any]]
+        #expect(stages.map { $0["status"] as! String } == ["cached", "cached"], "\(show.stdout)")
+        let prep = stages[0]
+        #expect((prep["inputs"] as! [[String: Any]]).first?["archive"] is String, "workspace inputs are kept for replay")
+        #expect((prep["outputs"] as! [String: Any])["data/"] != nil)
+        let human = await ws.kiln(["show", b])
+        #expect(human.stdout.contains("cached (from run \(a))"), "\(human.stdout)")
+
+        let logs = await ws.kiln(["logs", "latest", "score"])
+        #expect(logs.status == 0 && logs.stdout.contains("scored"), "\(logs)")
+        let unknown = await ws.kiln(["show", "ffff"])
+        #expect(unknown.status == 66 && unknown.stderr.contains("no run id starts with ffff"), "\(unknown)")
+        let filtered = await ws.kiln(["runs", "--status", "failed"])
+        #expect(filtered.stdout.contains("no runs"), "\(filtered)")
+    }
+
+    @Test func recordedBlobsSurviveGCAfterTheActionCacheIsGone() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let first = await ws.run()
+        let id = try #require(TestWorkspace.runID(first), "\(first)")
+        try FileManager.default.removeItem(atPath: ws.dir("cache/ac"))
+        let gc = await ws.kiln(["cache", "gc"])
+        #expect(gc.status == 0, "\(gc)")
+        // Workspace gone too: the record alone rebuilds everything.
+        for path in ["in.txt", "data", "metrics.json"] { try FileManager.default.removeItem(atPath: ws.dir(path)) }
+        let replay = await ws.kiln(["replay", id])
+        #expect(replay.status == 0, "\(replay)")
+        #expect(replay.stdout.contains("identical  prep") && replay.stdout.contains("identical  score"), "\(replay)")
+        #expect(ws.actionResults == 0, "replay must not write the action cache")
+    }
+
+    @Test func replayFromAnotherDirectoryKeepsTheRebuiltWorkspace() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        let elsewhere = ScratchDirectory("kiln-elsewhere")
+        let out = elsewhere.path + "/rebuilt"
+        let replay = await ws.kiln(["replay", id, "--stage", "score", "-o", out], in: elsewhere.path)
+        #expect(replay.status == 0, "\(replay)")
+        #expect(FileManager.default.contents(atPath: out + "/metrics.json") == FileManager.default.contents(atPath: ws.dir("metrics.json")))
+        let bad = await ws.kiln(["replay", id, "--stage", "nope"])
+        #expect(bad.status != 0 && bad.stderr.contains("has no stage 'nope'"), "\(bad)")
+    }
+
+    @Test func exportImportIntoAnEmptyCacheThenReplay() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        let other = ScratchDirectory("kiln-import")
+        let a = other.path + "/a.kiln", b = other.path + "/b.kiln"
+        #expect(await ws.kiln(["export", id, "-o", a]).status == 0)
+        #expect(await ws.kiln(["export", "latest", "-o", b]).status == 0)
+        #expect(FileManager.default.contents(atPath: a) == FileManager.default.contents(atPath: b), "bundles are deterministic")
+        let cache = other.path + "/cache"
+        let imported = await ws.kiln(["import", a], cache: cache, in: other.path)
+        #expect(imported.status == 0 && imported.stdout.contains("imported run \(id)"), "\(imported)")
+        let replay = await ws.kiln(["replay", id], cache: cache, in: other.path)
+        #expect(replay.status == 0 && replay.stdout.contains("reproducible"), "\(replay)")
+        let again = await ws.kiln(["import", a], cache: cache, in: other.path)
+        #expect(again.status == 0 && again.stdout.contains("(0 new)"), "importing twice is harmless: \(again)")
+    }
+
+    /// Every tampered bundle is refused with exit 65, naming the problem, and leaves the cache as it was.
+    @Test(arguments: ["flip", "truncate", "drop-blob", "record-names-missing"])
+    func tamperedBundlesAreRefused(_ damage: String) async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        let other = ScratchDirectory("kiln-tamper")
+        let bundle = other.path + "/b.kiln"
+        #expect(await ws.kiln(["export", id, "-o", bundle]).status == 0)
+        let expected: String
+        switch damage {
+        case "flip":
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: bundle)))
+            bytes[bytes.count / 2] ^= 0x40  // inside some blob's data
+            try Data(bytes).write(to: URL(fileURLWithPath: bundle))
+            expected = "hash to"
+        case "truncate":
+            let bytes = try Data(contentsOf: URL(fileURLWithPath: bundle))
+            try bytes.prefix(bytes.count - 3000).write(to: URL(fileURLWithPath: bundle))
+            expected = "truncated"
+        case "drop-blob":
+            // Rebuild the tar without one blob, manifest unchanged.
+            let dir = other.path + "/x"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            #expect(ChildProcess.shell("tar -xf \(bundle) -C \(dir) && f=$(ls blobs/sha256 | head -1) && rm blobs/sha256/$f && tar -cf \(bundle) kiln-bundle.json blobs", currentDirectory: dir).status == 0)
+            expected = "which the bundle does not hold"
+        default:
+            // A consistent bundle whose record names a blob that is nowhere: rewrite the record.
+            let dir = other.path + "/x"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let script = """
+                set -e
+                tar -xf \(bundle) -C \(dir) && cd \(dir)
+                rec=$(python3 -c 'import json;print(json.load(open("kiln-bundle.json"))["record"][7:])')
+                python3 - "$rec" <<'EOF'
+                import json, hashlib, sys, os
+                rec = sys.argv[1]
+                path = "blobs/sha256/" + rec
+                r = json.load(open(path))
+                r["stages"][0]["stdout"] = "sha256:" + "ab" * 32
+                data = json.dumps(r, sort_keys=True, separators=(",", ":")).encode()
+                new = hashlib.sha256(data).hexdigest()
+                os.chmod(path, 0o644); os.remove(path)
+                open("blobs/sha256/" + new, "wb").write(data)
+                m = json.load(open("kiln-bundle.json"))
+                m["record"] = "sha256:" + new
+                m["blobs"] = sorted([b for b in m["blobs"] if b != "sha256:" + rec] + ["sha256:" + new])
+                open("kiln-bundle.json", "w").write(json.dumps(m, sort_keys=True))
+                EOF
+                tar -cf \(bundle) kiln-bundle.json blobs
+                """
+            let r = ChildProcess.shell(script)
+            #expect(r.status == 0, "\(r)")
+            expected = "which neither the bundle nor this cache holds"
+        }
+        let cache = other.path + "/cache"
+        let refused = await ws.kiln(["import", bundle], cache: cache, in: other.path)
+        #expect(refused.status == 65, "\(refused)")
+        #expect(refused.stderr.contains(expected) && refused.stderr.contains("nothing was imported"), "\(refused)")
+        let blobs = (FileManager.default.enumerator(atPath: cache + "/cas")?.allObjects as? [String] ?? []).filter { $0.count > 60 }
+        #expect(blobs.isEmpty, "no blob entered the cache: \(blobs)")
+        let runs = (try? FileManager.default.contentsOfDirectory(atPath: cache + "/runs")) ?? []
+        #expect(runs.isEmpty)
+        let tmp = (try? FileManager.default.contentsOfDirectory(atPath: cache + "/tmp")) ?? []
+        #expect(tmp.filter { $0.hasPrefix("import") }.isEmpty, "temporary files removed: \(tmp)")
+    }
+
+    @Test func aRandomOutputIsCaughtByReplayAndVerifyNamingTheFile() async throws {
+        let ws = try TestWorkspace(Self.random)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        let replay = await ws.kiln(["replay", id])
+        #expect(replay.status == 104, "\(replay)")
+        #expect(replay.stdout.contains("out/random.txt: content differs") && !replay.stdout.contains("stable.txt"), "\(replay)")
+        let verify = await ws.kiln(["verify", id, "--rounds", "2"])
+        #expect(verify.status == 104, "\(verify)")
+        #expect(verify.stdout.contains("stage 'stamp' is the first whose outputs differ") && verify.stdout.contains("out/random.txt"), "\(verify)")
+        let json = await ws.kiln(["verify", id, "--rounds", "1", "--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
+        #expect(report["reproducible"] as? Bool == false && report["firstDivergence"] as? String == "stamp", "\(json.stdout)")
+    }
+
+    @Test func aDeterministicPipelinePassesVerifyByRunAndByArtifact() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        let verify = await ws.kiln(["verify", id, "--rounds", "3"])
+        #expect(verify.status == 0 && verify.stdout.contains("reproducible"), "\(verify)")
+        #expect(verify.stdout.contains("round 3:"), "\(verify)")
+        // By artifact: the metrics archive's digest from the record.
+        let show = await ws.kiln(["show", id, "--json"])
+        let record = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as! [String: Any]
+        let score = (record["stages"] as! [[String: Any]]).first { $0["name"] as? String == "score" }!
+        let digest = ((score["outputs"] as! [String: Any])["metrics.json"] as! [String: Any])["archive"] as! String
+        let byArtifact = await ws.kiln(["verify", digest, "--rounds", "1"])
+        #expect(byArtifact.status == 0 && byArtifact.stdout.contains("verified prep, score"), "\(byArtifact)")
+        let unknown = await ws.kiln(["verify", "sha256:" + String(repeating: "0", count: 64)])
+        #expect(unknown.status == 66, "\(unknown)")
+    }
+
+    @Test func diffOfTwoRunsWithOneParamChanged() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let a = try #require(TestWorkspace.runID(await ws.run()))
+        let b = try #require(TestWorkspace.runID(await ws.run(["-p", "scale=3"])))
+        let diff = await ws.kiln(["diff", a, b, "--json"])
+        #expect(diff.status == 0, "\(diff)")
+        let d = try JSONSerialization.jsonObject(with: Data(diff.stdout.utf8)) as! [String: Any]
+        let params = d["params"] as! [[String: Any]]
+        #expect(params.count == 1 && params[0]["name"] as? String == "scale" && params[0]["a"] as? String == "int:2" && params[0]["b"] as? String == "int:3", "\(params)")
+        let outputs = (d["outputs"] as! [[String: Any]]).map { "\($0["stage"]!) \($0["name"]!)" }
+        #expect(outputs == ["score metrics.json"], "only score's output changed: \(outputs)")
+        let metrics = d["metrics"] as! [[String: Any]]
+        #expect(metrics.count == 1 && metrics[0]["name"] as? String == "scaled" && metrics[0]["delta"] as? Double == 4, "\(metrics)")
+        #expect((d["env"] as! [Any]).isEmpty && (d["host"] as! [Any]).isEmpty && (d["image"] as! [Any]).isEmpty)
+        let text = await ws.kiln(["diff", a, b])
+        #expect(text.stdout.contains("scale: int:2 → int:3") && text.stdout.contains("score scaled: 8 → 12 (+4)"), "\(text.stdout)")
+    }
+
+    @Test func statusSaysWhyAStageIsStale() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        await ws.run()
+        let clean = await ws.kiln(["status", "--workspace", ws.dir.path, "--exit-code"])
+        #expect(clean.status == 0 && clean.stdout.contains("everything is up to date"), "\(clean)")
+        try ws.write("in.txt", "a\nb\nc\n")
+        let changed = await ws.kiln(["status", "--workspace", ws.dir.path, "--exit-code"])
+        #expect(changed.status == 1, "\(changed)")
+        #expect(changed.stdout.contains("stale       prep") && changed.stdout.contains("input in.txt changed"), "\(changed)")
+        #expect(changed.stdout.contains("stale       score") && changed.stdout.contains("it needs prep, which is stale"), "\(changed)")
+        try ws.write("in.txt", "a\nb\n")
+        let param = await ws.kiln(["status", "--workspace", ws.dir.path, "-p", "scale=5"])
+        #expect(param.stdout.contains("up to date  prep") && param.stdout.contains("param scale: 2 → 5"), "\(param)")
+        try FileManager.default.removeItem(atPath: ws.dir("metrics.json"))
+        let restorable = await ws.kiln(["status", "--workspace", ws.dir.path, "--json"])
+        let report = try JSONSerialization.jsonObject(with: Data(restorable.stdout.utf8)) as! [[String: Any]]
+        #expect(report.map { $0["state"] as! String } == ["up-to-date", "outputs-changed"], "\(restorable.stdout)")
+    }
+}
