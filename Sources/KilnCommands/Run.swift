@@ -86,6 +86,7 @@ extension Kiln {
             try? statCache.save(tmpDirectory: store.tmpDirectory)
             let seconds = RunPrinter.seconds(ContinuousClock.now - started)
             var runID: String?
+            let recordStart = ContinuousClock.now
             if let recorder {
                 let record = recorder.record(recipe: recipe, summary: summary, interrupted: false, seconds: seconds,
                                              invocationID: executor.invocation, hostFingerprint: fingerprint,
@@ -94,7 +95,8 @@ extension Kiln {
                     storeErrorLine("kiln: the run finished but its record could not be stored: \(error.message)")
                 }
             }
-            printer.summary(summary, seconds: seconds, dryRun: dryRun, runID: runID)
+            printer.summary(summary, seconds: seconds, dryRun: dryRun, runID: runID,
+                            recordSeconds: recorder == nil ? nil : RunPrinter.seconds(ContinuousClock.now - recordStart))
             if summary.stageFailed { throw ExitCode(KilnExitCode.stageFailed) }
             if summary.gateFailed { throw ExitCode(KilnExitCode.gateFailed) }
         }

@@ -36,6 +36,8 @@ struct RunPrinter: Sendable {
         var ran: Int?, cached: Int?, failed: Int?, skipped: Int?
         var savedSeconds: Double?
         var run: String?
+        /// Seconds spent building and storing the run record (after the stages).
+        var recordSeconds: Double?
     }
 
     func emit(_ e: Event) {
@@ -75,7 +77,7 @@ struct RunPrinter: Sendable {
         }
     }
 
-    func summary(_ s: RunSummary, seconds: Double, dryRun: Bool, runID: String? = nil) {
+    func summary(_ s: RunSummary, seconds: Double, dryRun: Bool, runID: String? = nil, recordSeconds: Double? = nil) {
         let saved = s.outcomes.filter { $0.status == .cached }.compactMap { $0.result?.wallSeconds }.reduce(0, +)
         if json {
             for report in s.gates {
@@ -85,7 +87,7 @@ struct RunPrinter: Sendable {
                 }
             }
             emit(Event(event: "summary", seconds: seconds, ran: s.count(.ran), cached: s.count(.cached),
-                       failed: s.count(.failed), skipped: s.count(.skipped), savedSeconds: saved, run: runID))
+                       failed: s.count(.failed), skipped: s.count(.skipped), savedSeconds: saved, run: runID, recordSeconds: recordSeconds))
             return
         }
         if dryRun {
