@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import KilnStore
 
 /// The host toolchain's identity for `image: host`: what the sandbox sees of the host is its /usr
@@ -9,9 +12,11 @@ public enum HostFingerprint {
 
     /// `cache` (the run's stat cache) saves rereading the dpkg database when it did not change.
     public static func compute(files: [String] = HostFingerprint.files, cache: StatCache? = nil) -> Digest {
-        var text = "kiln-host-v1\n"
+        // v2: links are followed (/etc/os-release is a link to /usr/lib/os-release; v1 hashed the link).
+        var text = "kiln-host-v2\n"
         for file in files {
-            if let d = try? TreeHasher.digest(of: file, cache: cache).digest {
+            let target = realpath(file, nil).map { p in defer { free(p) }; return String(cString: p) } ?? file
+            if let d = try? TreeHasher.digest(of: target, cache: cache).digest {
                 text += "\(file) \(d)\n"
             } else {
                 text += "\(file) missing\n"

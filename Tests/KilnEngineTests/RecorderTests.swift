@@ -260,4 +260,24 @@ extension TestWorkspace {
         let report = try JSONSerialization.jsonObject(with: Data(restorable.stdout.utf8)) as! [[String: Any]]
         #expect(report.map { $0["state"] as! String } == ["up-to-date", "outputs-changed"], "\(restorable.stdout)")
     }
+
+    /// A host whose toolchain fingerprint differs (another os-release, bind-mounted in a private
+    /// mount namespace) is refused unless --allow-host-drift, which rebuilds and says why the
+    /// keys differ.
+    @Test(.enabled(if: getuid() == 0, "bind-mounting over /etc/os-release in a private mount namespace needs root (CI runs as root)"))
+    func hostDriftIsRefusedUnlessAllowed() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        try ws.write("fake-os-release", "PRETTY_NAME=\"Debian GNU/Linux 99 (future)\"\nID=debian\n")
+        @Sendable func replay(_ extra: String) -> ChildProcess.Output {
+            ChildProcess.shell("exec unshare -m sh -c 'mount --bind \(ws.dir("fake-os-release")) /etc/os-release && exec \(ChildProcess.kilnPath) replay \(id) --cache \(ws.dir("cache")) \(extra)'")
+        }
+        let refused = await withCheckedContinuation { c in Thread.detachNewThread { c.resume(returning: replay("")) } }
+        #expect(refused.status == 105, "\(refused)")
+        #expect(refused.stderr.contains("host toolchain fingerprint") && refused.stderr.contains("distro: Debian GNU/Linux 12 (bookworm) → Debian GNU/Linux 99 (future)"), "\(refused)")
+        #expect(!refused.stderr.contains("rebuilding"), "nothing was rebuilt")
+        let allowed = await withCheckedContinuation { c in Thread.detachNewThread { c.resume(returning: replay("--allow-host-drift")) } }
+        #expect(allowed.status == 0, "\(allowed)")
+        #expect(allowed.stdout.contains("its key differs from the record: the host toolchain changed"), "\(allowed)")
+    }
 }
