@@ -1,0 +1,82 @@
+import Foundation
+import KilnTestSupport
+import Testing
+
+/// Ctrl-C and SIGTERM during `kiln run`: the running stages are killed with their whole process
+/// trees, nothing of them is cached or left behind, and kiln exits 128+N.
+@Suite(.serialized) struct InterruptTests {
+    /// Two slow stages (each with a background child) and one that needs them. `sleep`'s argument
+    /// is unique to the test, so a process left over is found by its command line.
+    static func recipe(marker: String) -> String {
+        """
+        kiln: 1
+        stages:
+          a:
+            run: "sleep \(marker) & echo ready; sleep \(marker); echo > a.txt"
+            outputs: [a.txt]
+          b:
+            run: "sleep \(marker) & echo ready >&2; sleep \(marker); mkdir -p bdir; echo > bdir/b.txt"
+            outputs: [bdir/]
+          c:
+            run: "cat a.txt > c.txt"
+            inputs: [a.txt]
+            outputs: [c.txt]
+        """
+    }
+
+    /// Processes whose command line holds `marker`.
+    static func processes(with marker: String) -> [String] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { Int($0) != nil } ?? []
+        return pids.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(marker)
+        }
+    }
+
+    @Test(arguments: [(SIGINT, true), (SIGTERM, false)])
+    func aSignalStopsTheRunningStagesAndLeavesNothing(signal: Int32, json: Bool) async throws {
+        // 29.<random digits>: a duration no other process has.
+        let marker = "29.\(UInt32.random(in: 100_000...999_999))"
+        let ws = try TestWorkspace(Self.recipe(marker: marker))
+        let logs = ScratchDirectory("kiln-interrupt")
+        let kiln = try BackgroundProcess(ChildProcess.kilnPath,
+                                         ["run", "--workspace", ws.dir.path, "-j", "2"] + (json ? ["--json"] : ["--progress", "plain"]),
+                                         outputDirectory: logs.path)
+        // Both stages have printed: their sandboxes run, sleeps included (and the lines were
+        // streamed while the stages still ran).
+        let ready = json
+            ? [#"{"event":"output","line":"ready","stage":"a","stream":"stdout"}"#, #"{"event":"output","line":"ready","stage":"b","stream":"stderr"}"#]
+            : ["a | ready", "b ! ready"]
+        let started = await kiln.waitForOutput(seconds: 30) { out in ready.allSatisfy(out.contains) }
+        try #require(started, "stdout: \(kiln.stdout)\nstderr: \(kiln.stderr)")
+        #expect(Self.processes(with: marker).count >= 4, "two sleeps per stage")
+
+        let sent = ContinuousClock.now
+        kiln.signal(signal)
+        let status = await kiln.wait(seconds: 10)
+        let took = ContinuousClock.now - sent
+        #expect(status == 128 + signal, "stdout: \(kiln.stdout)\nstderr: \(kiln.stderr)")
+        #expect(took < .seconds(5), "kiln took \(took) to stop")
+
+        #expect(Self.processes(with: marker).isEmpty, "no process of the stages is left")
+        let staging = (try? FileManager.default.contentsOfDirectory(atPath: ws.dir("cache/tmp"))) ?? []
+        #expect(!staging.contains { $0.hasPrefix("stage.") }, "staging folders are removed: \(staging)")
+        let workspace = try FileManager.default.contentsOfDirectory(atPath: ws.dir.path)
+        #expect(!workspace.contains { $0.hasPrefix(".kiln-restore-") }, "\(workspace)")
+        #expect(!ws.exists("a.txt") && !ws.exists("bdir") && !ws.exists("c.txt"), "\(workspace)")
+        #expect(ws.actionResults == 0, "no action result for an interrupted stage")
+
+        if json {
+            #expect(kiln.stdout.contains(#"{"event":"interrupted","signal":"SIGINT","stages":["a","b"]}"#), "\(kiln.stdout)")
+            #expect(kiln.stdout.contains(#""stage":"c","status":"skipped""#), "\(kiln.stdout)")
+        } else {
+            #expect(kiln.stdout.contains("interrupted by SIGTERM: stopped a, b; 1 not started"), "\(kiln.stdout)")
+            #expect(kiln.stdout.contains("3 stages: 0 ran, 0 cached, 0 failed, 1 skipped, 2 interrupted"), "\(kiln.stdout)")
+            #expect(kiln.stderr.contains("SIGTERM: stopping the running stages"), "\(kiln.stderr)")
+        }
+
+        // Nothing was cached: the next run would run every stage again.
+        let plan = await ws.run(["--dry-run"])
+        #expect(plan.has("would run  a") && plan.has("would run  b") && plan.has("3 would run, 0 cached"), "\(plan)")
+    }
+}
