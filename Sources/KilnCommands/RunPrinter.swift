@@ -26,6 +26,11 @@ final class RunPrinter: Sendable {
         var frame = 0
         var ticker: Ticker?
         var finished = false
+        /// Stage lines waiting for the next redraw (tty): printed ten times a second with it, so a
+        /// chatty stage costs one erase and redraw per tick, not per line.
+        var pending = ""
+        /// The terminal's columns, read again at each tick (it may be resized).
+        var width = 80
     }
     private let state: Mutex<State>
     /// The cursor is hidden while the block is drawn; a hard exit shows it again.
@@ -35,6 +40,7 @@ final class RunPrinter: Sendable {
         self.mode = mode
         var s = State()
         s.counts.total = total
+        if mode == .tty { s.width = Terminal.width }
         state = Mutex(s)
     }
 
@@ -83,7 +89,8 @@ final class RunPrinter: Sendable {
     /// draw it again, in one write so it does not flicker).
     private func show(_ lines: [String], state s: inout State) {
         var text = ""
-        if mode == .tty { text += LiveBlock.erase(s.drawn) }
+        if mode == .tty { text += LiveBlock.erase(s.drawn) + s.pending }
+        s.pending = ""
         for line in lines { text += line + "\n" }
         if mode == .tty { text += drawBlock(&s) }
         Terminal.write(1, text)
@@ -103,7 +110,7 @@ final class RunPrinter: Sendable {
         if !Self.cursorHidden.exchange(true, ordering: .relaxed) { text += "\u{1B}[?25l" }
         let now = ContinuousClock.now
         let lines = LiveBlock.render(running: s.running.map { ($0.stage, Self.seconds(now - $0.since)) }, counts: s.counts,
-                                     frame: s.frame, width: Terminal.width)
+                                     frame: s.frame, width: s.width)
         s.drawn = lines.count
         for line in lines { text += line + "\n" }
         return text
@@ -114,14 +121,18 @@ final class RunPrinter: Sendable {
         state.withLock { s in
             guard !s.finished else { return }
             s.frame += 1
-            Terminal.write(1, LiveBlock.erase(s.drawn) + drawBlock(&s))
+            s.width = Terminal.width
+            let text = LiveBlock.erase(s.drawn) + s.pending
+            s.pending = ""
+            Terminal.write(1, text + drawBlock(&s))
         }
     }
 
     /// Erases the block for good and stops the ticker (before the summary).
     private func endLiveBlock() {
         let ticker = state.withLock { s -> Ticker? in
-            if mode == .tty, s.drawn > 0 { Terminal.write(1, LiveBlock.erase(s.drawn)) }
+            if mode == .tty { Terminal.write(1, LiveBlock.erase(s.drawn) + s.pending) }
+            s.pending = ""
             s.drawn = 0
             s.finished = true
             defer { s.ticker = nil }
@@ -158,10 +169,19 @@ final class RunPrinter: Sendable {
             }
         case .output(let stage, let stream, let line):
             switch mode {
-            case .json: emit(Event(event: "output", stage: stage, stream: stream.rawValue, line: line))
-            case .plain: show(["\(stage) \(stream == .stdout ? "|" : "!") \(line)"])
+            case .json:
+                // Encoded by hand: JSONEncoder costs several microseconds a line, and a chatty
+                // stage waits on its pipe meanwhile.
+                let text = OutputJSON.event(stage: stage, stream: stream.rawValue, line: line)
+                state.withLock { _ in Terminal.write(1, text) }
+            case .plain:
+                show(["\(stage) \(stream == .stdout ? "|" : "!") \(line)"])
             case .tty:
-                show([Terminal.truncate("\(stage) \(stream == .stdout ? "|" : "!") \(Terminal.sanitize(line))", to: Terminal.width - 1)])
+                state.withLock { s in
+                    s.pending += Terminal.truncate("\(stage) \(stream == .stdout ? "|" : "!") \(Terminal.sanitize(line))", to: s.width - 1) + "\n"
+                    // No ticker to print them (it could not start), or a flood: print now.
+                    if s.ticker == nil || s.pending.utf8.count > 256 * 1024 { show([], state: &s) }
+                }
             }
         case .planned(let stage, let wouldRun, let key, let reason):
             if mode == .json {

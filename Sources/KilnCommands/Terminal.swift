@@ -21,7 +21,8 @@ enum Terminal {
 
     /// `line` cut to `columns` characters (a character is taken as one column), marked with `…`.
     static func truncate(_ line: String, to columns: Int) -> String {
-        guard columns > 1, line.count > columns else { return line }
+        // A character takes at least one byte: a line of few bytes needs no counting.
+        guard columns > 1, line.utf8.count > columns, line.count > columns else { return line }
         return String(line.prefix(columns - 1)) + "…"
     }
 
@@ -29,7 +30,7 @@ enum Terminal {
     /// cursor moves) are dropped and other control characters become spaces, so the line is one
     /// row and cannot move the cursor itself.
     static func sanitize(_ line: String) -> String {
-        guard line.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { return line }
+        guard line.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F }) else { return line }
         var out = String.UnicodeScalarView()
         var scalars = line.unicodeScalars.makeIterator()
         while let s = scalars.next() {
