@@ -79,4 +79,26 @@ import Testing
         let plan = await ws.run(["--dry-run"])
         #expect(plan.has("would run  a") && plan.has("would run  b") && plan.has("3 would run, 0 cached"), "\(plan)")
     }
+
+    /// kiln blocks SIGINT and SIGTERM in its own threads; the stage's command must not inherit that
+    /// (it would ignore Ctrl-C forwarded by the sandbox, and `timeout`'s SIGTERM).
+    @Test func stagesStartWithNoSignalBlocked() async throws {
+        let ws = try TestWorkspace("""
+            kiln: 1
+            stages:
+              mask:
+                run: "grep -E '^Sig(Blk|Ign)' /proc/self/status > mask.txt"
+                outputs: [mask.txt]
+            """)
+        let out = await ws.run()
+        #expect(out.status == 0, "\(out)")
+        let fields = Dictionary(uniqueKeysWithValues: (ws.read("mask.txt") ?? "").split(separator: "\n").map {
+            let parts = $0.split(separator: "\t")
+            return (String(parts[0]), UInt64(parts.last ?? "", radix: 16) ?? .max)
+        })
+        #expect(fields["SigBlk:"] == 0, "nothing blocked: \(fields)")
+        // (Signal 32, reserved by glibc, may stay ignored: glibc's sigaction refuses to reset it.)
+        let intAndTerm: UInt64 = 1 << (UInt64(SIGINT) - 1) | 1 << (UInt64(SIGTERM) - 1)
+        #expect((fields["SigIgn:"] ?? .max) & intAndTerm == 0, "SIGINT and SIGTERM not ignored: \(fields)")
+    }
 }
