@@ -57,26 +57,35 @@ public final class BackgroundProcess: @unchecked Sendable {
 
     public func signal(_ signal: Int32) { kill(pid, signal) }
 
-    /// Polls until `condition` holds on what it printed so far, or `seconds` pass.
-    public func waitForOutput(seconds: Double, _ condition: (String) -> Bool) async -> Bool {
+    /// Polls until `condition` holds on what it printed so far, or `seconds` pass. Blocks: call it
+    /// on a thread of its own (`onThread`), not on the two cooperative threads that other suites'
+    /// synchronous work can hold for many seconds.
+    public func waitForOutput(seconds: Double, _ condition: (String) -> Bool) -> Bool {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if condition(stdout) { return true }
             if exitStatus() != nil { return condition(stdout) }
-            try? await Task.sleep(for: .milliseconds(50))
+            usleep(20_000)
         }
         return false
     }
 
-    /// Waits at most `seconds` for it to end; the exit code, 128+N for signal N, or nil if it is
-    /// still running.
-    public func wait(seconds: Double) async -> Int32? {
+    /// Waits at most `seconds` for it to end (blocking, as `waitForOutput`); the exit code,
+    /// 128+N for signal N, or nil if it is still running.
+    public func wait(seconds: Double) -> Int32? {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             if let code = exitStatus() { return code }
-            try? await Task.sleep(for: .milliseconds(20))
+            usleep(10_000)
         }
         return exitStatus()
+    }
+
+    /// Runs `body` on a new thread and returns what it returns.
+    public static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(returning: body()) }
+        }
     }
 
     private func exitStatus() -> Int32? {

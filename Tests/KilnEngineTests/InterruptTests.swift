@@ -43,20 +43,23 @@ import Testing
                                          ["run", "--workspace", ws.dir.path, "-j", "2"] + (json ? ["--json"] : ["--progress", "plain"]),
                                          outputDirectory: logs.path)
         // Both stages have printed: their sandboxes run, sleeps included (and the lines were
-        // streamed while the stages still ran).
+        // streamed while the stages still ran). Then the signal. On a thread of its own, so that
+        // the stages are surely still running when it comes.
         let ready = json
             ? [#"{"event":"output","line":"ready","stage":"a","stream":"stdout"}"#, #"{"event":"output","line":"ready","stage":"b","stream":"stderr"}"#]
             : ["a | ready", "b ! ready"]
-        let started = await kiln.waitForOutput(seconds: 30) { out in ready.allSatisfy(out.contains) }
-        try #require(started, "stdout: \(kiln.stdout)\nstderr: \(kiln.stderr)")
-        #expect(Self.processes(with: marker).count >= 4, "two sleeps per stage")
-
-        let sent = ContinuousClock.now
-        kiln.signal(signal)
-        let status = await kiln.wait(seconds: 10)
-        let took = ContinuousClock.now - sent
-        #expect(status == 128 + signal, "stdout: \(kiln.stdout)\nstderr: \(kiln.stderr)")
-        #expect(took < .seconds(5), "kiln took \(took) to stop")
+        let observed = await BackgroundProcess.onThread { () -> (running: Int, status: Int32?, took: Duration)? in
+            guard kiln.waitForOutput(seconds: 30, { out in ready.allSatisfy(out.contains) }) else { return nil }
+            let running = Self.processes(with: marker).count
+            let sent = ContinuousClock.now
+            kiln.signal(signal)
+            let status = kiln.wait(seconds: 10)
+            return (running, status, ContinuousClock.now - sent)
+        }
+        let seen = try #require(observed, "stdout: \(kiln.stdout)\nstderr: \(kiln.stderr)")
+        #expect(seen.running >= 4, "two sleeps per stage")
+        #expect(seen.status == 128 + signal, "stdout: \(kiln.stdout)\nstderr: \(kiln.stderr)")
+        #expect(seen.took < .seconds(5), "kiln took \(seen.took) to stop")
 
         #expect(Self.processes(with: marker).isEmpty, "no process of the stages is left")
         let staging = (try? FileManager.default.contentsOfDirectory(atPath: ws.dir("cache/tmp"))) ?? []
