@@ -666,6 +666,9 @@ int kiln_interrupt_pipe_begin(int fd, const int *signals, size_t count) {
     sa.sa_flags = SA_RESTART;
     sigfillset(&sa.sa_mask);
     for (size_t i = 0; i < count; i++) {
+        // Ignored when kiln started (a background job of a shell without job control): stay so.
+        struct sigaction old;
+        if (sigaction(signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
         if (sigaction(signals[i], &sa, NULL) < 0) return -errno;
     }
     return 0;
