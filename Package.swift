@@ -72,7 +72,8 @@ let package = Package(
         .target(
             name: "KilnCommands",
             dependencies: [
-                "KilnEngine", "KilnRecipe", "KilnSandbox", "KilnStore",
+                // CKilnSandbox: `kiln run`'s interrupt handler (Interrupts.swift) is C.
+                "CKilnSandbox", "KilnEngine", "KilnRecipe", "KilnSandbox", "KilnStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

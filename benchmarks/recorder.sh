@@ -52,7 +52,7 @@ stages:
     outputs: [big.bin]
 YAML
 "$KILN" run --workspace ws > /dev/null
-BLOBS=$(cd ws/cache/cas && find . -type f | sort)
+BLOBS=$(cd ws/cache/cas && find . -type f | sort | tr "\n" " ")
 
 echo "== export and import, $RUNS rounds" >&2
 for i in $(seq 1 "$RUNS"); do

@@ -645,6 +645,35 @@ void kiln_forward_signals_end(const int *signals, size_t count) {
     for (size_t i = 0; i < count; i++) sigaction(signals[i], &sa, NULL);
 }
 
+static volatile sig_atomic_t interrupt_fd = -1;
+
+static void interrupt_signal(int signal) {
+    int saved = errno;
+    unsigned char byte = (unsigned char)signal;
+    int fd = interrupt_fd;
+    if (fd >= 0) {
+        ssize_t ignored = write(fd, &byte, 1);  // A full pipe already holds enough signals.
+        (void)ignored;
+    }
+    errno = saved;
+}
+
+int kiln_interrupt_pipe_begin(int fd, const int *signals, size_t count) {
+    interrupt_fd = fd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = interrupt_signal;
+    sa.sa_flags = SA_RESTART;
+    sigfillset(&sa.sa_mask);
+    for (size_t i = 0; i < count; i++) {
+        // Ignored when kiln started (a background job of a shell without job control): stay so.
+        struct sigaction old;
+        if (sigaction(signals[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+        if (sigaction(signals[i], &sa, NULL) < 0) return -errno;
+    }
+    return 0;
+}
+
 long kiln_write_without_sigpipe(int fd, const void *buffer, size_t length) {
     sigset_t pipe_only, saved;
     sigemptyset(&pipe_only);

@@ -65,6 +65,9 @@ extension Kiln {
                 exit(withError: error)
             }
         }
+        // `kiln run` takes SIGINT and SIGTERM on a thread of its own (see Interrupts): set that up
+        // now, while this is the only thread, so that every thread started later has them blocked.
+        if arguments.first == "run" { Interrupts.install() }
         Task {
             await main(arguments)
             Glibc.exit(0)

@@ -25,7 +25,13 @@ extension Kiln {
                 Exit codes: 0 when every stage succeeded and every gate passed; \
                 \(KilnExitCode.stageFailed) when a stage failed; \(KilnExitCode.gateFailed) when a gate \
                 failed; \(KilnExitCode.recipeInvalid) when the recipe is invalid or missing; \
-                \(KilnExitCode.usage) for usage errors; \(KilnExitCode.ioError) for cache I/O errors.
+                \(KilnExitCode.usage) for usage errors; \(KilnExitCode.ioError) for cache I/O errors; \
+                130 after Ctrl-C (SIGINT) and 143 after SIGTERM, which stop the running stages (killing \
+                their whole process trees) and cache nothing of them; a second one quits at once.
+
+                Each line a stage prints is shown as it comes, as `STAGE | line` (stdout) or \
+                `STAGE ! line` (stderr), or as an `output` event with --json; the whole logs are \
+                stored with the stage's result.
                 """)
 
         @Argument(help: ArgumentHelp("The recipe (a path or a name in recipes/), then the stages to run (default: all).", valueName: "recipe-and-stages"))
@@ -46,8 +52,11 @@ extension Kiln {
         @Flag(name: .customLong("dry-run"), help: "Say which stages would run and which are cached; run nothing.")
         var dryRun = false
 
-        @Flag(name: .customLong("json"), help: "Print one JSON event per line instead of progress lines.")
+        @Flag(name: .customLong("json"), help: "Print one JSON event per line instead of progress lines (wins over --progress).")
         var json = false
+
+        @Option(name: .customLong("progress"), help: ArgumentHelp("auto: a live display when stdout is a terminal (and TERM is not dumb), else plain lines. plain: lines only. tty: the live display, wherever stdout goes.", valueName: "auto|plain|tty"))
+        var progress: ProgressOption = .auto
 
         @Option(name: .customLong("cache"), help: ArgumentHelp("The cache directory (default: $KILN_CACHE, else cache/ in the workspace).", valueName: "dir"))
         var cache: String?
@@ -64,6 +73,9 @@ extension Kiln {
         }
 
         func run() async throws {
+            // First: SIGINT and SIGTERM (caught since Kiln.entrypoint) are read by a thread that
+            // stops the run.
+            let interrupts = Interrupts.start()
             let setup = try PipelineSetup(names: names, params: params, cache: cache, workspace: workspace)
             let (ws, recipe, store) = (setup.workspace, setup.recipe, setup.store)
             // Held shared from the first blob stored until the run record names them (gc waits).
@@ -78,27 +90,51 @@ extension Kiln {
             let recorder = dryRun ? nil : RunRecorder(store: store, workspace: ws, invocation: .init(
                 recipeText: setup.recipeText, overrides: params, selection: setup.stageNames, noCache: noCache, kilnVersion: KilnVersion.string))
             let pipeline = Pipeline(recipe: recipe, stages: setup.selected, executor: executor)
-            let printer = RunPrinter(json: json)
+            let printer = RunPrinter(mode: json ? .json : progress.mode(dryRun: dryRun), total: setup.selected.count)
             let started = ContinuousClock.now
-            let summary = await pipeline.run(
-                PipelineOptions(jobs: jobs ?? RunSetup.cores(), keepGoing: keepGoing, dryRun: dryRun),
-                events: { printer.event($0) })
+            let options = PipelineOptions(jobs: jobs ?? RunSetup.cores(), keepGoing: keepGoing, dryRun: dryRun)
+            // Its own task, so an interrupt can cancel it: the executor then kills the sandboxes.
+            let run = Task { await pipeline.run(options, events: { printer.event($0) }) }
+            interrupts.onInterrupt { signal in
+                printer.interrupting(signal)
+                run.cancel()
+            }
+            let summary = await run.value
             try? statCache.save(tmpDirectory: store.tmpDirectory)
             let seconds = RunPrinter.seconds(ContinuousClock.now - started)
             var runID: String?
             let recordStart = ContinuousClock.now
             if let recorder {
-                let record = recorder.record(recipe: recipe, summary: summary, interrupted: false, seconds: seconds,
+                let record = recorder.record(recipe: recipe, summary: summary, interrupted: interrupts.received != nil, seconds: seconds,
                                              invocationID: executor.invocation, hostFingerprint: fingerprint,
                                              trigger: RunRecorder.trigger(environment: RunSetup.processEnvironment()))
                 do { runID = try recorder.write(record) } catch {
                     storeErrorLine("kiln: the run finished but its record could not be stored: \(error.message)")
                 }
             }
-            printer.summary(summary, seconds: seconds, dryRun: dryRun, runID: runID,
-                            recordSeconds: recorder == nil ? nil : RunPrinter.seconds(ContinuousClock.now - recordStart))
+            let recordSeconds = recorder == nil ? nil : RunPrinter.seconds(ContinuousClock.now - recordStart)
+            if let signal = interrupts.received {
+                printer.interrupted(by: signal, summary)
+                printer.summary(summary, seconds: seconds, dryRun: dryRun, runID: runID, recordSeconds: recordSeconds)
+                throw ExitCode(128 + signal)
+            }
+            printer.summary(summary, seconds: seconds, dryRun: dryRun, runID: runID, recordSeconds: recordSeconds)
             if summary.stageFailed { throw ExitCode(KilnExitCode.stageFailed) }
             if summary.gateFailed { throw ExitCode(KilnExitCode.gateFailed) }
+        }
+    }
+}
+
+/// `kiln run --progress`.
+enum ProgressOption: String, ExpressibleByArgument, CaseIterable {
+    case auto, plain, tty
+
+    func mode(dryRun: Bool) -> RunPrinter.Mode {
+        switch self {
+        case .plain: return .plain
+        case .tty: return .tty
+        // A dry run prints its plan at once: nothing to keep live.
+        case .auto: return !dryRun && Terminal.isCapable ? .tty : .plain
         }
     }
 }

@@ -49,9 +49,14 @@ public struct Executor: Sendable {
 
     var archiver: InputArchiver { InputArchiver(workspace: workspace, store: store, statCache: planner.statCache) }
 
-    /// Runs or restores `stage`, whose key inputs the planner computed. The outcome carries them,
-    /// with every workspace input's archive filled in, for the run record.
-    public func execute(_ stage: Stage, inputs planned: ActionKeyInputs) async -> StageOutcome {
+    /// Runs or restores `stage`, whose key inputs the planner computed. `output` gets each line
+    /// the stage prints, as it prints it. The outcome carries the key inputs, with every
+    /// workspace input's archive filled in, for the run record.
+    ///
+    /// Cancelling the task interrupts the stage: its sandbox is killed with its whole process
+    /// tree, and it ends `.interrupted` with no action result written and nothing restored.
+    public func execute(_ stage: Stage, inputs planned: ActionKeyInputs,
+                        output: @escaping @Sendable (StageStream, String) -> Void = { _, _ in }) async -> StageOutcome {
         let start = ContinuousClock.now
         func seconds() -> Double {
             let d = ContinuousClock.now - start
@@ -61,17 +66,23 @@ public struct Executor: Sendable {
         let key = inputs.key
         var outcome: StageOutcome
         do throws(EngineError) {
+            if Task.isCancelled { throw EngineError(.io, "interrupted") }
             try archiver.archive(&inputs, stage: stage.name)
-            outcome = try await restoreOrRun(stage, key: key)
+            outcome = try await restoreOrRun(stage, key: key, output: output)
+                ?? StageOutcome(stage: stage.name, status: .interrupted, key: key, reason: "interrupted")
         } catch {
-            outcome = StageOutcome(stage: stage.name, status: .failed, key: key, reason: error.message)
+            outcome = Task.isCancelled
+                ? StageOutcome(stage: stage.name, status: .interrupted, key: key, reason: "interrupted")
+                : StageOutcome(stage: stage.name, status: .failed, key: key, reason: error.message)
         }
         outcome.seconds = seconds()
         outcome.inputs = inputs
         return outcome
     }
 
-    func restoreOrRun(_ stage: Stage, key: Digest) async throws(EngineError) -> StageOutcome {
+    /// A hit restored, or the stage run; nil when the task was cancelled.
+    func restoreOrRun(_ stage: Stage, key: Digest,
+                      output: @escaping @Sendable (StageStream, String) -> Void) async throws(EngineError) -> StageOutcome? {
         if !noCache, let cached = cachedResult(key) {
             // A result whose blobs gc removed (or that is corrupt) is a miss: the stage reruns
             // and its new result replaces it.
@@ -79,12 +90,15 @@ public struct Executor: Sendable {
                 let metrics = try restored(cached, of: stage)
                 return StageOutcome(stage: stage.name, status: .cached, key: key, result: cached, metrics: metrics)
             } catch {}
+            if Task.isCancelled { return nil }
         }
-        return try await runInSandbox(stage, key: key)
+        return try await runInSandbox(stage, key: key, output: output)
     }
 
     /// Restores a cached result's outputs; returns its metrics (parsed).
     func restored(_ result: ActionResult, of stage: Stage) throws(EngineError) -> JSONValue? {
+        // Interrupted before restoring: leave the workspace as it is.
+        if Task.isCancelled { throw EngineError(.io, "interrupted") }
         try restorer.restore(result, of: stage)
         return try metrics(of: result, stage: stage)
     }
@@ -103,7 +117,9 @@ public struct Executor: Sendable {
         return value
     }
 
-    func runInSandbox(_ stage: Stage, key: Digest) async throws(EngineError) -> StageOutcome {
+    /// Nil when the task was cancelled (the stage was interrupted): then nothing was stored.
+    func runInSandbox(_ stage: Stage, key: Digest,
+                      output: @escaping @Sendable (StageStream, String) -> Void) async throws(EngineError) -> StageOutcome? {
         if case .pinned = planner.recipeImage {
             throw EngineError(.sandbox, "stage '\(stage.name)': pinned images are not supported yet; use `image: host`.")
         }
@@ -138,25 +154,41 @@ public struct Executor: Sendable {
 
         let stdoutPath = WorkspaceFiles.join(staging.root, "stdout")
         let stderrPath = WorkspaceFiles.join(staging.root, "stderr")
-        let result: SandboxResult
-        do {
-            let out = try FileDescriptor.open(stdoutPath, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite, .groupRead, .otherRead])
-            defer { try? out.close() }
-            let err = try FileDescriptor.open(stderrPath, .writeOnly, options: [.create, .truncate], permissions: [.ownerReadWrite, .groupRead, .otherRead])
-            defer { try? err.close() }
-            let spec = SandboxSpec(
-                command: stage.argv, mounts: mounts, environment: Planner.environment(for: stage),
-                workingDirectory: "/work", network: stage.network == .host ? .host : .none,
-                // No affinity (cpus: nil): the sandbox pins to the *first* N CPUs, which would put
-                // parallel stages on one core. The key and *_NUM_THREADS still hold `cpus`.
-                limits: SandboxSpec.Limits(memory: stage.memoryBytes, cpus: nil, timeout: stage.timeoutSeconds),
-                stdout: .fileDescriptor(out), stderr: .fileDescriptor(err))
-            result = try await Sandbox.run(spec)
-        } catch let error as SandboxError {
-            throw EngineError(.sandbox, "stage '\(stage.name)': \(error.message)")
-        } catch {
-            throw EngineError(.io, "stage '\(stage.name)': cannot create its log files in \(staging.root): \(error)")
+        if Task.isCancelled { return nil }
+        // The logs are teed: stored whole (below), and streamed line by line as they come.
+        let out = try OutputTee(log: stdoutPath) { output(.stdout, $0) }
+        let err: OutputTee
+        do { err = try OutputTee(log: stderrPath) { output(.stderr, $0) } } catch {
+            try? out.finish()
+            throw error
         }
+        let spec = SandboxSpec(
+            command: stage.argv, mounts: mounts, environment: Planner.environment(for: stage),
+            workingDirectory: "/work", network: stage.network == .host ? .host : .none,
+            // No affinity (cpus: nil): the sandbox pins to the *first* N CPUs, which would put
+            // parallel stages on one core. The key and *_NUM_THREADS still hold `cpus`.
+            limits: SandboxSpec.Limits(memory: stage.memoryBytes, cpus: nil, timeout: stage.timeoutSeconds),
+            stdout: .fileDescriptor(FileDescriptor(rawValue: out.writeEnd)),
+            stderr: .fileDescriptor(FileDescriptor(rawValue: err.writeEnd)))
+        let launched: Result<SandboxResult, SandboxError>
+        do throws(SandboxError) { launched = .success(try await Sandbox.run(spec)) } catch { launched = .failure(error) }
+        // The readers end once every process of the sandbox has gone (a cancelled one included:
+        // the kill takes its whole tree), which closes the pipes' last write ends.
+        let logged: Result<Void, EngineError>
+        do throws(EngineError) {
+            try out.finish()
+            try err.finish()
+            logged = .success(())
+        } catch {
+            logged = .failure(error)
+        }
+        if Task.isCancelled { return nil }
+        let result: SandboxResult
+        switch launched {
+        case .success(let r): result = r
+        case .failure(let error): throw EngineError(.sandbox, "stage '\(stage.name)': \(error.message)")
+        }
+        try logged.get()
 
         guard result.exitCode == 0 else {
             return StageOutcome(stage: stage.name, status: .failed, key: key, reason: result.summary,
@@ -183,6 +215,8 @@ public struct Executor: Sendable {
             metricsBytes = bytes
         }
 
+        // Last point to stop without a result: once it is written, the stage counts as ran.
+        if Task.isCancelled { return nil }
         let actionResult: ActionResult
         do {
             // Shared lock from the first blob until the result naming them is written (gc waits).

@@ -6,6 +6,9 @@ public enum EngineEvent: Sendable {
     /// A stage's key was computed and it is starting (running, or restoring from the cache).
     case started(stage: String, key: Digest)
     case finished(StageOutcome)
+    /// A line a running stage printed (without its newline), as it printed it. The stream's
+    /// bytes are also stored whole, as the result's stdout or stderr blob.
+    case output(stage: String, stream: StageStream, line: String)
     /// `--dry-run`: whether the stage would run, and its key when it can be known now.
     case planned(stage: String, wouldRun: Bool, key: Digest?, reason: String)
 }
@@ -31,6 +34,8 @@ public struct RunSummary: Sendable {
     /// Every gate evaluated (stages that ran or were restored).
     public var gates: [GateReport]
     public var stageFailed: Bool { outcomes.contains { $0.status == .failed } }
+    /// The stages an interrupt stopped while they ran.
+    public var interrupted: [String] { outcomes.filter { $0.status == .interrupted }.map(\.stage) }
     public var gateFailed: Bool { gates.contains { !$0.passed } }
     public func count(_ status: StageOutcome.Status) -> Int { outcomes.filter { $0.status == status }.count }
 }
@@ -50,7 +55,9 @@ public struct Pipeline: Sendable {
         selected = stages.compactMap { index[$0.name] }
     }
 
-    public func run(_ options: PipelineOptions, events: @Sendable (EngineEvent) -> Void) async -> RunSummary {
+    /// Cancelling the calling task interrupts the run: no stage starts after that, the running
+    /// ones are killed and end `.interrupted`, and the rest are skipped.
+    public func run(_ options: PipelineOptions, events: @escaping @Sendable (EngineEvent) -> Void) async -> RunSummary {
         options.dryRun ? dryRun(events) : await execute(options, events)
     }
 
@@ -65,7 +72,7 @@ public struct Pipeline: Sendable {
         }
     }
 
-    func execute(_ options: PipelineOptions, _ events: @Sendable (EngineEvent) -> Void) async -> RunSummary {
+    func execute(_ options: PipelineOptions, _ events: @escaping @Sendable (EngineEvent) -> Void) async -> RunSummary {
         let chosen = Set(selected)
         var waiting: [Int: Int] = [:]
         for i in selected { waiting[i] = dependencies(of: i, in: chosen).count }
@@ -93,6 +100,8 @@ public struct Pipeline: Sendable {
                     blocked.insert(i)
                 }
                 if blocked.contains(i) && !options.keepGoing { stop = true }
+                // Interrupted: nothing more starts; the stages left are skipped below, as such.
+                if Task.isCancelled { continue }
                 for d in recipe.graph.dependents[i] where chosen.contains(d) {
                     waiting[d]! -= 1
                     guard waiting[d] == 0 else { continue }
@@ -111,7 +120,7 @@ public struct Pipeline: Sendable {
         await withTaskGroup(of: (Int, StageOutcome).self) { group in
             var running = 0
             while true {
-                while running < options.jobs, !stop, !ready.isEmpty {
+                while running < options.jobs, !stop, !Task.isCancelled, !ready.isEmpty {
                     let i = ready.removeFirst()
                     let stage = recipe.stages[i]
                     let inputs: ActionKeyInputs
@@ -123,7 +132,10 @@ public struct Pipeline: Sendable {
                     }
                     events(.started(stage: stage.name, key: inputs.key))
                     let executor = self.executor
-                    group.addTask { (i, await executor.execute(stage, inputs: inputs)) }
+                    let name = stage.name
+                    group.addTask {
+                        (i, await executor.execute(stage, inputs: inputs) { events(.output(stage: name, stream: $0, line: $1)) })
+                    }
                     running += 1
                 }
                 guard let (i, outcome) = await group.next() else { break }
@@ -132,9 +144,10 @@ public struct Pipeline: Sendable {
             }
         }
         // Stages never started because the run stopped early.
+        let reason = Task.isCancelled ? "the run was interrupted"
+            : "the run stopped after a failure (--keep-going runs independent stages)"
         for i in selected where outcomes[i] == nil {
-            let outcome = StageOutcome(stage: recipe.stages[i].name, status: .skipped,
-                                       reason: "the run stopped after a failure (--keep-going runs independent stages)")
+            let outcome = StageOutcome(stage: recipe.stages[i].name, status: .skipped, reason: reason)
             outcomes[i] = outcome
             events(.finished(outcome))
         }

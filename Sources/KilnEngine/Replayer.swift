@@ -164,11 +164,12 @@ public struct Replayer: Sendable {
                 checks.append(StageCheck(stage: recorded.name, status: "failed", reason: error.message, outputs: [], keyDrift: [], seconds: Self.seconds(since: start)))
                 continue
             }
-            let outcome: StageOutcome
-            do { outcome = try await executor.runInSandbox(stage, key: key) } catch {
+            let ran: StageOutcome?
+            do throws(EngineError) { ran = try await executor.runInSandbox(stage, key: key, output: { _, _ in }) } catch {
                 checks.append(StageCheck(stage: recorded.name, status: "failed", reason: error.message, outputs: [], keyDrift: drift, seconds: Self.seconds(since: start)))
                 continue
             }
+            guard let outcome = ran else { throw EngineError(.io, "interrupted") }
             guard outcome.status == .ran, let result = outcome.result else {
                 checks.append(StageCheck(stage: recorded.name, status: "failed", reason: outcome.reason ?? "it failed", outputs: [], keyDrift: drift, seconds: Self.seconds(since: start)))
                 continue

@@ -12,6 +12,9 @@ public struct StageOutcome: Sendable {
         case failed
         /// Not run: a stage it needs failed (or the run stopped).
         case skipped
+        /// Stopped by an interrupt (Ctrl-C, SIGTERM) while it ran or restored: its sandbox was
+        /// killed, and nothing of it was cached or put in the workspace.
+        case interrupted
     }
 
     public var stage: String

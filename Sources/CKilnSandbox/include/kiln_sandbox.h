@@ -182,6 +182,13 @@ int kiln_forward_signals_begin(int pidfd, const int *_Nonnull signals, size_t co
 /// Stops forwarding (before the pidfd is closed) and restores the default actions.
 void kiln_forward_signals_end(const int *_Nonnull signals, size_t count);
 
+/// `kiln run`'s interrupts: each of `signals` writes its number, one byte, to `fd` (a pipe's
+/// non-blocking write end) from a handler, for a thread that reads the other end. A handler,
+/// not only sigwait, because libdispatch parks the main thread in sigsuspend with every signal
+/// unblocked, where a default action would kill kiln. A signal ignored at start stays ignored,
+/// as shells expect of their background jobs. Returns 0 or -errno.
+int kiln_interrupt_pipe_begin(int fd, const int *_Nonnull signals, size_t count);
+
 /// The highest capability number this kernel knows, or -1.
 int kiln_last_capability(void);
 
