@@ -24,8 +24,8 @@ public enum RunBundle {
         let tmp = Sys.join(dir, ".\(Sys.basename(output)).kiln-tmp-\(Sys.randomSuffix())")
         let fd = try Sys.call("create", tmp) { open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
         do throws(StoreError) {
+            // No fsync: like tar, the bundle is a user's file (the rename still makes it appear whole).
             try writeEntries(fd: fd, display: output, manifest: manifest, blobs: blobs, store: store)
-            try Sys.call("fsync", tmp) { fsync(fd) }
             var st = stat()
             _ = fstat(fd, &st)
             try Sys.call("close", tmp) { Glibc.close(fd) }
@@ -56,6 +56,8 @@ public enum RunBundle {
         try check(archive_write_open_fd(a, fd), "open")
         guard let entry = archive_entry_new() else { throw StoreError(.archive, "libarchive could not allocate an entry.") }
         defer { archive_entry_free(entry) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
+        defer { buffer.deallocate() }
         func header(_ name: String, size: Int64) throws(StoreError) {
             archive_entry_clear(entry)
             archive_entry_copy_pathname(entry, name)
@@ -87,7 +89,23 @@ public enum RunBundle {
                 throw StoreError(.notFound, "blob \(d) is not in the cache at \(store.root), so it cannot be exported.")
             }
             try header(name, size: Int64(st.st_size))
-            try store.stream(d) { (chunk) throws(StoreError) in try data(chunk, name) }
+            // Verified as it is copied, the hashing on another thread.
+            let hasher = ParallelHasher()
+            let path = store.blobPath(d)
+            let blob = try store.openBlob(d)
+            defer { Sys.close(blob) }
+            _ = posix_fadvise(blob, 0, 0, POSIX_FADV_SEQUENTIAL)
+            var copied: Int64 = 0
+            while true {
+                let n = try Sys.call("read", path) { Glibc.read(blob, buffer.baseAddress!, buffer.count) }
+                if n == 0 { break }
+                let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+                hasher.update(chunk)
+                try data(chunk, name)
+                copied += Int64(n)
+            }
+            let actual = hasher.finalize()
+            guard actual == d, copied == Int64(st.st_size) else { throw Store.corrupt(d, path: path, actual: actual) }
         }
         try check(archive_write_close(a), "finish")
     }
@@ -149,13 +167,24 @@ public enum RunBundle {
                 throw error
             }
             staged.blobs[d] = tmp
-            var hasher = Hasher256()
+            let hasher = ParallelHasher()
             do throws(StoreError) {
+                var written: Int64 = 0, flushed: Int64 = 0
                 try readData(a) { (chunk) throws(StoreError) in
                     hasher.update(chunk)
                     try Sys.writeAll(tmp.fd, chunk, path: tmp.path)
+                    written += Int64(chunk.count)
+                    // Start writing back every 8 MiB, so the fsync before the blob's rename has
+                    // little left to wait for (the disk works while this thread reads and hashes).
+                    // FADV_DONTNEED starts writeback without waiting (sync_file_range is not in
+                    // the Glibc module).
+                    if written - flushed >= 8 << 20 {
+                        _ = posix_fadvise(tmp.fd, off_t(flushed), off_t(written - flushed), POSIX_FADV_DONTNEED)
+                        flushed = written
+                    }
                 }
             } catch {
+                _ = hasher.finalize()
                 staged.discard()
                 if error.code == .noSpace || error.code == .io { throw error }
                 throw unreadable("reading \(name)")
