@@ -55,7 +55,7 @@ public struct Executor: Sendable {
     ///
     /// Cancelling the task interrupts the stage: its sandbox is killed with its whole process
     /// tree, and it ends `.interrupted` with no action result written and nothing restored.
-    public func execute(_ stage: Stage, inputs planned: ActionKeyInputs,
+    public func execute(_ stage: Stage, inputs planned: ActionKeyInputs, key known: Digest? = nil,
                         output: @escaping @Sendable (StageStream, String) -> Void = { _, _ in }) async -> StageOutcome {
         let start = ContinuousClock.now
         func seconds() -> Double {
@@ -63,7 +63,7 @@ public struct Executor: Sendable {
             return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         }
         var inputs = planned
-        let key = inputs.key
+        let key = known ?? inputs.key
         var outcome: StageOutcome
         do throws(EngineError) {
             if Task.isCancelled { throw EngineError(.io, "interrupted") }
@@ -76,6 +76,29 @@ public struct Executor: Sendable {
                 : StageOutcome(stage: stage.name, status: .failed, key: key, reason: error.message)
         }
         outcome.seconds = seconds()
+        outcome.inputs = inputs
+        return outcome
+    }
+
+    /// A hit whose outputs the workspace already holds, so nothing needs extracting: the
+    /// scheduler takes it inline rather than starting a task (most stages of a no-op run).
+    /// Nil for anything else, which then goes through `execute`.
+    public func hitInPlace(_ stage: Stage, inputs planned: ActionKeyInputs, key: Digest) -> StageOutcome? {
+        guard !noCache, !Task.isCancelled, let cached = cachedResult(key) else { return nil }
+        for output in stage.outputs {
+            let path = WorkspaceFiles.join(workspace, output.path)
+            guard let tree = cached.outputTrees[output.description], WorkspaceFiles.existsNoFollow(path),
+                  (try? TreeHasher.digest(of: path, cache: planner.statCache).digest) == tree else { return nil }
+        }
+        var inputs = planned
+        let metrics: JSONValue?
+        do throws(EngineError) {
+            try archiver.archive(&inputs, stage: stage.name)
+            metrics = try self.metrics(of: cached, stage: stage)
+        } catch {
+            return nil
+        }
+        var outcome = StageOutcome(stage: stage.name, status: .cached, key: key, result: cached, metrics: metrics)
         outcome.inputs = inputs
         return outcome
     }
