@@ -26,6 +26,9 @@ public struct ActionResult: Codable, Sendable, Equatable {
     public var peakMemoryBytes: UInt64
     /// The run invocation that produced it (`RunRecord.invocation`), so a hit can name its origin.
     public var invocation: String?
+    /// The run records' detail blob for this action (`RunRecord`, `kiln-stage-1`), stored with it
+    /// so a run that restores the action names it without encoding it again.
+    public var detail: Digest?
 
     public func encoded() -> [UInt8] {
         let encoder = JSONEncoder()

@@ -59,8 +59,10 @@ extension RunCatalog {
         if let extra = held.first(where: { !manifest.blobs.contains($0) }) {
             throw refuse("it holds blob \(extra), which its manifest does not list")
         }
-        guard let recordBytes = staged.read(manifest.record), let record = RunRecord.decode(recordBytes) else {
-            throw refuse("its run record \(manifest.record) is missing or is not a \(RunRecord.currentFormat) record")
+        let store = self.store
+        guard let recordBytes = staged.read(manifest.record),
+              let record = RunRecord.decode(recordBytes, blob: { staged.read($0) ?? (try? store.read($0)) }) else {
+            throw refuse("its run record \(manifest.record) is missing, is not a \(RunRecord.currentFormat) record, or names a stage detail the bundle lacks")
         }
         for d in record.blobs where !held.contains(d) && !store.contains(d) {
             throw refuse("the run record names blob \(d) (\(Self.describe(d, in: record))), which neither the bundle nor this cache holds")

@@ -68,7 +68,7 @@ public struct Executor: Sendable {
         do throws(EngineError) {
             if Task.isCancelled { throw EngineError(.io, "interrupted") }
             try archiver.archive(&inputs, stage: stage.name)
-            outcome = try await restoreOrRun(stage, key: key, output: output)
+            outcome = try await restoreOrRun(stage, key: key, inputs: inputs, output: output)
                 ?? StageOutcome(stage: stage.name, status: .interrupted, key: key, reason: "interrupted")
         } catch {
             outcome = Task.isCancelled
@@ -104,7 +104,7 @@ public struct Executor: Sendable {
     }
 
     /// A hit restored, or the stage run; nil when the task was cancelled.
-    func restoreOrRun(_ stage: Stage, key: Digest,
+    func restoreOrRun(_ stage: Stage, key: Digest, inputs: ActionKeyInputs,
                       output: @escaping @Sendable (StageStream, String) -> Void) async throws(EngineError) -> StageOutcome? {
         if !noCache, let cached = cachedResult(key) {
             // A result whose blobs gc removed (or that is corrupt) is a miss: the stage reruns
@@ -115,7 +115,7 @@ public struct Executor: Sendable {
             } catch {}
             if Task.isCancelled { return nil }
         }
-        return try await runInSandbox(stage, key: key, output: output)
+        return try await runInSandbox(stage, key: key, inputs: inputs, output: output)
     }
 
     /// Restores a cached result's outputs; returns its metrics (parsed).
@@ -141,7 +141,8 @@ public struct Executor: Sendable {
     }
 
     /// Nil when the task was cancelled (the stage was interrupted): then nothing was stored.
-    func runInSandbox(_ stage: Stage, key: Digest,
+    /// `inputs` (absent for replays) lets the action result name its run-record detail blob.
+    func runInSandbox(_ stage: Stage, key: Digest, inputs: ActionKeyInputs? = nil,
                       output: @escaping @Sendable (StageStream, String) -> Void) async throws(EngineError) -> StageOutcome? {
         if case .pinned = planner.recipeImage {
             throw EngineError(.sandbox, "stage '\(stage.name)': pinned images are not supported yet; use `image: host`.")
@@ -252,12 +253,17 @@ public struct Executor: Sendable {
                     kinds[output.description] = tree.kind == .directory ? "dir" : "file"
                     outputs[output.description] = try ArchiveWriter().store(source: path, in: store).digest!
                 }
-                let r = ActionResult(
+                var r = ActionResult(
                     version: ActionResult.currentVersion, stage: stage.name, outputs: outputs, outputTrees: trees,
                     outputKinds: kinds, exitStatus: 0, stdout: try store.put(file: stdoutPath),
                     stderr: try store.put(file: stderrPath), metrics: try metricsBytes.map { (b) throws(StoreError) in try store.put(bytes: b) },
                     wallSeconds: result.wallSeconds, cpuSeconds: result.userCPUSeconds + result.systemCPUSeconds,
                     peakMemoryBytes: result.peakMemoryBytes, invocation: invocation)
+                if let inputs {
+                    var ran = StageOutcome(stage: stage.name, status: .ran, key: key, result: r, metrics: metricsValue)
+                    ran.inputs = inputs
+                    r.detail = try store.put(bytes: RunRecord.json(RunRecord.StageRecord(ran, stage: stage, gates: []).detailPart))
+                }
                 if storesActionResults { try store.setActionResult(key, json: r.encoded()) }
                 return r
             }

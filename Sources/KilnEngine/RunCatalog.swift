@@ -23,6 +23,13 @@ public struct RunCatalog: Sendable {
     /// Stores `record` and names it; returns the run id: the shortest prefix (12 hex digits or
     /// more) of the record's digest that no other run uses.
     public func add(_ record: RunRecord) throws(StoreError) -> String {
+        var record = record
+        // Stages whose action result did not name a detail blob (failed ones, results from
+        // before details) get theirs now.
+        for i in record.stages.indices where record.stages[i].argv != nil
+            && (record.stages[i].detail.map { !store.contains($0) } ?? true) {
+            record.stages[i].detail = try store.put(bytes: RunRecord.json(record.stages[i].detailPart))
+        }
         let d = try store.put(bytes: record.encoded())
         var length = 12
         while true {
@@ -55,7 +62,7 @@ public struct RunCatalog: Sendable {
         do { bytes = try store.read(digest) } catch {
             throw EngineError(.store, "the record of run \(id) (\(digest)) cannot be read: \(error.message)")
         }
-        guard let record = RunRecord.decode(bytes) else {
+        guard let record = RunRecord.decode(bytes, blob: { try? store.read($0) }) else {
             throw EngineError(.store, "the record of run \(id) (\(digest)) is not a kiln run record (\(RunRecord.currentFormat)).")
         }
         return Entry(id: id, digest: digest, record: record)

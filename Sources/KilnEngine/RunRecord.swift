@@ -2,10 +2,15 @@ import FoundationEssentials
 import KilnRecipe
 import KilnStore
 
-/// Everything needed to replay a run with no workspace (DESIGN.md, Run record): stored as one
-/// JSON blob with sorted keys; `cache/runs/<id>` names it, and gc keeps every blob it names.
+/// Everything needed to replay a run with no workspace (DESIGN.md, Run record). In memory, one
+/// value; in the store, a run blob (`kiln-run-2`) holding what is particular to the run, and per
+/// stage a detail blob (`kiln-stage-1`) holding what its action determines (command, env, inputs,
+/// outputs, logs, metrics), shared by every run that ran or restored that action: a no-op run of
+/// 10,000 stages writes a run blob of names and digests instead of re-encoding every stage.
+/// `cache/runs/<id>` names the run blob; gc keeps every blob it reaches.
 public struct RunRecord: Codable, Sendable, Equatable {
-    public static let currentFormat = "kiln-run-1"
+    public static let currentFormat = "kiln-run-2"
+    public static let stageFormat = "kiln-stage-1"
 
     public var format: String
     /// Random per invocation: a cache hit names the invocation that produced the result.
@@ -77,6 +82,26 @@ public struct RunRecord: Codable, Sendable, Equatable {
         /// For a hit: the invocation whose result was restored, when known.
         public var cachedFrom: String?
         public var gates: [GateRecord]?
+        /// The detail blob holding this stage's action-determined fields (set once stored).
+        public var detail: Digest?
+        /// The invocation that produced its action result (for a hit, `cachedFrom`).
+        public var producedBy: String?
+
+        init(name: String, status: String, reason: String? = nil, key: Digest? = nil, argv: [String]? = nil,
+             env: [String: String]? = nil, image: String? = nil, sandbox: String? = nil, network: String? = nil,
+             cpus: Int? = nil, memoryBytes: UInt64? = nil, timeoutSeconds: Double? = nil, params: [String: String]? = nil,
+             inputs: [InputSource]? = nil, outputs: [String: OutputRecord]? = nil, stdout: Digest? = nil,
+             stderr: Digest? = nil, metricsBlob: Digest? = nil, metrics: JSONValue? = nil, exitStatus: Int32? = nil,
+             seconds: Double, wallSeconds: Double? = nil, cpuSeconds: Double? = nil, peakMemoryBytes: UInt64? = nil,
+             cachedFrom: String? = nil, gates: [GateRecord]? = nil, detail: Digest? = nil, producedBy: String? = nil) {
+            self.name = name; self.status = status; self.reason = reason; self.key = key; self.argv = argv
+            self.env = env; self.image = image; self.sandbox = sandbox; self.network = network; self.cpus = cpus
+            self.memoryBytes = memoryBytes; self.timeoutSeconds = timeoutSeconds; self.params = params
+            self.inputs = inputs; self.outputs = outputs; self.stdout = stdout; self.stderr = stderr
+            self.metricsBlob = metricsBlob; self.metrics = metrics; self.exitStatus = exitStatus; self.seconds = seconds
+            self.wallSeconds = wallSeconds; self.cpuSeconds = cpuSeconds; self.peakMemoryBytes = peakMemoryBytes
+            self.cachedFrom = cachedFrom; self.gates = gates; self.detail = detail; self.producedBy = producedBy
+        }
     }
 
     public struct OutputRecord: Codable, Sendable, Equatable {
@@ -102,7 +127,7 @@ public struct RunRecord: Codable, Sendable, Equatable {
         for s in stages {
             for i in s.inputs ?? [] { if let a = i.archive { set.insert(a) } }
             for o in (s.outputs ?? [:]).values { set.insert(o.archive) }
-            for d in [s.stdout, s.stderr, s.metricsBlob] { if let d { set.insert(d) } }
+            for d in [s.stdout, s.stderr, s.metricsBlob, s.detail] { if let d { set.insert(d) } }
         }
         if let image = Self.imageDigest(recipe.image) { set.insert(image) }
         return set.sorted { $0.hex < $1.hex }
@@ -113,15 +138,85 @@ public struct RunRecord: Codable, Sendable, Equatable {
         return Digest(String(reference[reference.index(after: at)...]))
     }
 
+    /// The run blob's bytes; every stage with key inputs must have its `detail` stored first
+    /// (`RunCatalog.add` does it).
     public func encoded() -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(self)) ?? Data())
+        var file = self
+        file.format = Self.currentFormat
+        file.stages = stages.map { $0.runPart }
+        return Self.json(file)
     }
 
-    public static func decode(_ bytes: [UInt8]) -> RunRecord? {
-        guard let r = try? JSONDecoder().decode(RunRecord.self, from: Data(bytes)), r.format == currentFormat else { return nil }
+    static func json<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(value)) ?? Data())
+    }
+
+    /// A run blob with its stages' details read through `blob` (the store, or a staged bundle).
+    /// Nil when it is not a `kiln-run-2` record or a detail is missing or malformed.
+    public static func decode(_ bytes: [UInt8], blob: (Digest) -> [UInt8]?) -> RunRecord? {
+        guard var r = try? JSONDecoder().decode(RunRecord.self, from: Data(bytes)), r.format == currentFormat else { return nil }
+        for i in r.stages.indices {
+            guard let d = r.stages[i].detail else { continue }
+            guard let detailBytes = blob(d),
+                  let detail = try? JSONDecoder().decode(StageDetail.self, from: Data(detailBytes)),
+                  detail.format == stageFormat else { return nil }
+            r.stages[i].merge(detail)
+        }
         return r
+    }
+}
+
+/// What a stage's action determines (a function of its key and its action result), stored once
+/// per action and named by every run record that ran or restored it.
+struct StageDetail: Codable {
+    var format: String
+    var key: Digest?
+    var argv: [String]?
+    var env: [String: String]?
+    var image: String?
+    var sandbox: String?
+    var network: String?
+    var cpus: Int?
+    var params: [String: String]?
+    var inputs: [InputSource]?
+    var outputs: [String: RunRecord.OutputRecord]?
+    var stdout: Digest?
+    var stderr: Digest?
+    var metricsBlob: Digest?
+    var metrics: JSONValue?
+    var exitStatus: Int32?
+    var wallSeconds: Double?
+    var cpuSeconds: Double?
+    var peakMemoryBytes: UInt64?
+    /// The invocation that produced the action result.
+    var producedBy: String?
+}
+
+extension RunRecord.StageRecord {
+    /// The detail blob's content for this stage.
+    var detailPart: StageDetail {
+        StageDetail(format: RunRecord.stageFormat, key: key, argv: argv, env: env, image: image, sandbox: sandbox,
+                    network: network, cpus: cpus, params: params, inputs: inputs, outputs: outputs, stdout: stdout,
+                    stderr: stderr, metricsBlob: metricsBlob, metrics: metrics, exitStatus: exitStatus,
+                    wallSeconds: wallSeconds, cpuSeconds: cpuSeconds, peakMemoryBytes: peakMemoryBytes, producedBy: producedBy)
+    }
+
+    /// What the run blob keeps of a stage: the detail's fields left out when a detail names them.
+    var runPart: RunRecord.StageRecord {
+        guard detail != nil else { return self }
+        return RunRecord.StageRecord(name: name, status: status, reason: reason, memoryBytes: memoryBytes,
+                                     timeoutSeconds: timeoutSeconds, seconds: seconds, cachedFrom: cachedFrom,
+                                     gates: gates, detail: detail)
+    }
+
+    mutating func merge(_ d: StageDetail) {
+        key = d.key; argv = d.argv; env = d.env; image = d.image; sandbox = d.sandbox; network = d.network
+        cpus = d.cpus; params = d.params; inputs = d.inputs; outputs = d.outputs; stdout = d.stdout
+        stderr = d.stderr; metricsBlob = d.metricsBlob; metrics = d.metrics; exitStatus = d.exitStatus
+        wallSeconds = d.wallSeconds; cpuSeconds = d.cpuSeconds; peakMemoryBytes = d.peakMemoryBytes
+        producedBy = d.producedBy
     }
 }
 
@@ -158,7 +253,9 @@ extension RunRecord.StageRecord {
             wallSeconds = r.wallSeconds
             cpuSeconds = r.cpuSeconds
             peakMemoryBytes = r.peakMemoryBytes
+            producedBy = r.invocation
             if outcome.status == .cached { cachedFrom = r.invocation }
+            detail = r.detail
         }
         metrics = outcome.metrics
         let mine = gates.filter { $0.stage == outcome.stage }.flatMap(\.checks)

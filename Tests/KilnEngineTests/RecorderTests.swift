@@ -139,7 +139,10 @@ extension TestWorkspace {
         switch damage {
         case "flip":
             var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: bundle)))
-            bytes[bytes.count / 2] ^= 0x40  // inside some blob's data
+            // Inside a blob's data: prep's stdout log ("prepared\n"; the record's JSON escapes its newline).
+            let log = Array("prepared\n".utf8)
+            let at = try #require((0...(bytes.count - log.count)).first { Array(bytes[$0..<($0 + log.count)]) == log })
+            bytes[at] ^= 0x40
             try Data(bytes).write(to: URL(fileURLWithPath: bundle))
             expected = "hash to"
         case "truncate":
@@ -162,17 +165,25 @@ extension TestWorkspace {
                 rec=$(python3 -c 'import json;print(json.load(open("kiln-bundle.json"))["record"][7:])')
                 python3 - "$rec" <<'EOF'
                 import json, hashlib, sys, os
+                def put(obj):
+                    data = json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+                    digest = hashlib.sha256(data).hexdigest()
+                    open("blobs/sha256/" + digest, "wb").write(data)
+                    return digest
+                def drop(hexdigest):
+                    os.chmod("blobs/sha256/" + hexdigest, 0o644); os.remove("blobs/sha256/" + hexdigest)
                 rec = sys.argv[1]
-                path = "blobs/sha256/" + rec
-                r = json.load(open(path))
-                r["stages"][0]["stdout"] = "sha256:" + "ab" * 32
-                data = json.dumps(r, sort_keys=True, separators=(",", ":")).encode()
-                new = hashlib.sha256(data).hexdigest()
-                os.chmod(path, 0o644); os.remove(path)
-                open("blobs/sha256/" + new, "wb").write(data)
+                r = json.load(open("blobs/sha256/" + rec))
+                old_detail = r["stages"][0]["detail"][7:]
+                d = json.load(open("blobs/sha256/" + old_detail))
+                d["stdout"] = "sha256:" + "ab" * 32
+                new_detail = put(d)
+                r["stages"][0]["detail"] = "sha256:" + new_detail
+                new = put(r)
+                drop(rec)
                 m = json.load(open("kiln-bundle.json"))
                 m["record"] = "sha256:" + new
-                m["blobs"] = sorted([b for b in m["blobs"] if b != "sha256:" + rec] + ["sha256:" + new])
+                m["blobs"] = sorted(set(m["blobs"] + ["sha256:" + new, "sha256:" + new_detail]) - {"sha256:" + rec})
                 open("kiln-bundle.json", "w").write(json.dumps(m, sort_keys=True))
                 EOF
                 tar -cf \(bundle) kiln-bundle.json blobs
