@@ -64,15 +64,21 @@ let package = Package(
             dependencies: ["CLibYAML", "KilnSandbox", "KilnStore"],
             swiftSettings: swiftSettings
         ),
+        // Images: import (directories, tars, OCI layouts, docker archives), records, lookup.
+        .target(
+            name: "KilnImage",
+            dependencies: ["KilnStore"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KilnEngine",
-            dependencies: ["KilnSandbox", "KilnStore", "KilnRecipe"],
+            dependencies: ["KilnSandbox", "KilnStore", "KilnRecipe", "KilnImage"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "KilnCommands",
             dependencies: [
-                "KilnEngine", "KilnRecipe", "KilnSandbox", "KilnStore",
+                "KilnEngine", "KilnImage", "KilnRecipe", "KilnSandbox", "KilnStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -99,6 +105,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnImageTests", dependencies: ["KilnImage", "KilnSandbox", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
         .testTarget(name: "KilnEngineTests", dependencies: ["KilnEngine", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
     ]
 )

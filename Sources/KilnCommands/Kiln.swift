@@ -17,7 +17,7 @@ public struct Kiln: AsyncParsableCommand {
             \(KilnExitCode.documentation)
             """,
         version: KilnVersion.string,
-        subcommands: [Sandbox.self, Run.self] + storeCommands
+        subcommands: [Sandbox.self, Run.self, Image.self] + storeCommands
     )
 
     public init() {}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import KilnEngine
+import KilnImage
 import KilnRecipe
 import KilnStore
 
@@ -80,8 +81,13 @@ extension Kiln {
             }
             let statCache = StatCache(path: store.statCachePath)
             let cacheRelative = RunSetup.relative(location.path, to: ws)
+            let pinnedImage: ResolvedImage?
+            do { pinnedImage = try ImageResolution.resolve(recipe.image, store: store, recipe: RunSetup.relative(file, to: ws) ?? file) } catch {
+                storeErrorLine("kiln: \(error.message)")
+                throw ExitCode(KilnExitCode.recipeInvalid)
+            }
             let planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: HostFingerprint.compute(cache: statCache),
-                                  image: recipe.image, excluded: cacheRelative.map { [$0] } ?? [])
+                                  image: recipe.image, pinnedImage: pinnedImage, excluded: cacheRelative.map { [$0] } ?? [])
             let executor = Executor(workspace: ws, store: store, planner: planner, noCache: noCache)
             let pipeline = Pipeline(recipe: recipe, stages: selected, executor: executor)
             let printer = RunPrinter(json: json)

@@ -1,6 +1,8 @@
 import ArgumentParser
 import FoundationEssentials
+import KilnImage
 import KilnSandbox
+import KilnStore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -48,8 +50,14 @@ extension Kiln.Sandbox {
         @Option(name: .customLong("env"), help: ArgumentHelp("Set a variable in the command's environment (repeatable).", valueName: "KEY=VALUE"))
         var environment: [String] = []
 
-        @Option(name: .customLong("cwd"), help: ArgumentHelp("The working directory inside the sandbox.", valueName: "DIR"))
-        var workingDirectory: String = "/"
+        @Option(name: .customLong("cwd"), help: ArgumentHelp("The working directory inside the sandbox (default: the image's WorkingDir, else /).", valueName: "DIR"))
+        var workingDirectory: String?
+
+        @Option(name: .customLong("image"), help: ArgumentHelp("Run on this image's root filesystem instead of the host's toolchain: NAME@sha256:HEX, sha256:HEX, or a NAME in the cache (kiln image ls). Its Env comes before --env.", valueName: "REF"))
+        var image: String?
+
+        @Option(name: .customLong("cache"), help: ArgumentHelp("The cache holding --image (default: $KILN_CACHE, else cache/ of the workspace, else ./cache).", valueName: "dir"))
+        var cache: String?
 
         @Option(help: "The sandbox's hostname.")
         var hostname: String = SandboxSpec.defaultHostname
@@ -127,9 +135,29 @@ extension Kiln.Sandbox {
             }
             let argv = command
             return SandboxSpec(
-                command: argv, mounts: mounts, environment: env, workingDirectory: workingDirectory,
+                command: argv, mounts: mounts, environment: env, workingDirectory: workingDirectory ?? "/",
                 hostname: hostname, network: network,
                 limits: .init(memory: memory.flatMap(Units.bytes), pids: pids, cpus: cpus, timeout: timeout.flatMap(Units.seconds)))
+        }
+
+        /// `spec` on `--image`'s root, with the image's Env under `--env` and its WorkingDir as
+        /// the default `--cwd`.
+        func imageSpec(_ reference: String) throws -> SandboxSpec {
+            var spec = self.spec
+            do throws(StoreError) {
+                let store = try Store(root: CacheLocation.resolve(option: cache).path)
+                let images = ImageStore(store: store)
+                let resolved = try images.resolve(reference)
+                spec.root = .image(path: try images.root(of: resolved))
+                if let record = resolved.record {
+                    spec.environment = record.environment.merging(spec.environment) { _, mine in mine }
+                    if workingDirectory == nil, let dir = record.workingDir { spec.workingDirectory = dir }
+                }
+            } catch {
+                printError("kiln: \(error.message)")
+                throw ExitCode(storeExitCode(for: error))
+            }
+            return spec
         }
 
         /// Synchronous on purpose: the calling thread supervises the sandbox, so a run needs no
@@ -139,8 +167,9 @@ extension Kiln.Sandbox {
             do {
                 // Ctrl-C and friends go to the sandbox (its command has its own session, so the
                 // terminal does not signal it directly); kiln itself waits for the result.
+                let spec = try image.map(imageSpec) ?? self.spec
                 result = try Sandbox.runOnCurrentThread(spec, forwardingSignals: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
-            } catch {
+            } catch let error as SandboxError {
                 throw report(error)
             }
             if json {

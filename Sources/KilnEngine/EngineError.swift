@@ -16,6 +16,8 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         case sandbox
         /// A workspace file operation failed.
         case io
+        /// The recipe's pinned image is not in the cache (or cannot be extracted).
+        case missingImage
     }
 
     public var code: Code

@@ -78,9 +78,7 @@ public struct Executor: Sendable {
     }
 
     func runInSandbox(_ stage: Stage, key: Digest) async throws(EngineError) -> StageOutcome {
-        if case .pinned = planner.recipeImage {
-            throw EngineError(.sandbox, "stage '\(stage.name)': pinned images are not supported yet; use `image: host`.")
-        }
+        let root = try ImageResolution.root(for: stage, planner: planner, store: store)
         let staging = try Staging(in: store.tmpDirectory)
         defer { staging.remove() }
         let work = staging.work
@@ -125,7 +123,7 @@ public struct Executor: Sendable {
                 // parallel stages on one core. The key and *_NUM_THREADS still hold `cpus`.
                 limits: SandboxSpec.Limits(memory: stage.memoryBytes, cpus: nil, timeout: stage.timeoutSeconds),
                 stdout: .fileDescriptor(out), stderr: .fileDescriptor(err))
-            result = try await Sandbox.run(spec)
+            result = try await Sandbox.run(ImageResolution.onRoot(spec, root, stage: stage, planner: planner))
         } catch let error as SandboxError {
             throw EngineError(.sandbox, "stage '\(stage.name)': \(error.message)")
         } catch {

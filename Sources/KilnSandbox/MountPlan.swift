@@ -30,8 +30,16 @@ enum MountPlan {
 
     static func build(_ spec: SandboxSpec) throws(SandboxError) -> [MountStep] {
         var steps: [MountStep] = []
-        if spec.hostToolchain { steps += hostToolchain() }
-        steps += generatedEtc(hostname: spec.hostname)
+        var imageHasEtc = false
+        switch spec.root {
+        case .hostToolchain: steps += hostToolchain()
+        case .image(let path):
+            let image = try ImageRoot.scan(path, mounts: spec.mounts)
+            steps += image.steps
+            imageHasEtc = image.hasEtc
+        case .empty: break
+        }
+        steps += imageHasEtc ? ImageRoot.generatedEtcOverImage(hostname: spec.hostname) : generatedEtc(hostname: spec.hostname)
         steps += procfs(pidMax: try pidNamespaceCeiling(spec.limits))
         steps += devices()
 
@@ -100,6 +108,13 @@ enum MountPlan {
     }
 
     static func generatedEtc(hostname: String) -> [MountStep] {
+        generatedEtcFiles(hostname: hostname).map { name, content in
+            MountStep(kind: KILN_MOUNT_FILE, mode: 0o644, size: UInt64(content.utf8.count), source: content, target: newRoot + "/etc/" + name)
+        }
+    }
+
+    /// The /etc files kiln writes for every sandbox: name and content.
+    static func generatedEtcFiles(hostname: String) -> [(String, String)] {
         let uid = SandboxSpec.sandboxUID
         let user = SandboxSpec.sandboxUser
         let files = [
@@ -109,9 +124,7 @@ enum MountPlan {
             ("hostname", "\(hostname)\n"),
             ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n"),
         ]
-        return files.map { name, content in
-            MountStep(kind: KILN_MOUNT_FILE, mode: 0o644, size: UInt64(content.utf8.count), source: content, target: newRoot + "/etc/" + name)
-        }
+        return files
     }
 
     /// The pid namespace's pid_max, when the ceiling applies and the kernel has per-namespace

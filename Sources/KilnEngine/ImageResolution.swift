@@ -1,0 +1,41 @@
+import KilnImage
+import KilnRecipe
+import KilnSandbox
+import KilnStore
+
+/// A recipe's pinned image, between the cache and the sandbox: found before anything runs,
+/// extracted on first use, and made each stage's root.
+public enum ImageResolution {
+    /// The recipe's pinned image in the cache, or nil for `image: host`. A digest the cache does
+    /// not hold fails here, before any stage runs, saying how to get it.
+    public static func resolve(_ image: ImageReference, store: Store, recipe: String) throws(EngineError) -> ResolvedImage? {
+        guard case .pinned(let name, let digest) = image else { return nil }
+        do {
+            return try ImageStore(store: store).resolve(name: name, digest: digest)
+        } catch {
+            throw EngineError(.missingImage, "\(recipe): its image \(image) is not in the cache at \(store.root), so nothing ran. Get it with `kiln image import SOURCE --name \(name)` (the same root filesystem gives the same digest), `kiln image build --name \(name) …` and pin the digest it prints, or `kiln import BUNDLE` from the machine that has it.")
+        }
+    }
+
+    /// The sandbox root for `stage`: the host's toolchain, or the extracted pinned image.
+    static func root(for stage: Stage, planner: Planner, store: Store) throws(EngineError) -> SandboxSpec.Root {
+        guard case .pinned = planner.recipeImage else { return .hostToolchain }
+        guard let image = planner.pinnedImage else {
+            throw EngineError(.missingImage, "stage '\(stage.name)': the recipe's image \(planner.recipeImage) was not looked up in the cache (ImageResolution.resolve) before running.")
+        }
+        do {
+            return .image(path: try store.imageRoot(image.digest))
+        } catch {
+            throw EngineError(.missingImage, "stage '\(stage.name)': cannot extract its image \(image.reference): \(error.message)")
+        }
+    }
+
+    /// `spec` with `root` and, on an image, the environment with the image's Env.
+    static func onRoot(_ spec: SandboxSpec, _ root: SandboxSpec.Root, stage: Stage, planner: Planner) -> SandboxSpec {
+        guard case .image = root else { return spec }
+        var spec = spec
+        spec.root = root
+        spec.environment = planner.environment(for: stage)
+        return spec
+    }
+}

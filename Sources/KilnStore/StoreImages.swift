@@ -1,0 +1,116 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CArchive
+import SystemPackage
+
+/// A private folder in the store's `tmp/`, locked (flock) for its whole life so that another
+/// kiln's `tmp/` cleaning leaves it alone; a crash leaves it for that cleaning.
+public final class StagingDirectory {
+    public let path: String
+    private var fd: Int32
+
+    init(in tmp: String, prefix: String) throws(StoreError) {
+        let path = Sys.join(tmp, "\(prefix).\(getpid()).\(Sys.randomSuffix())")
+        try Sys.call("create staging directory", path) { mkdir(path, 0o700) }
+        fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { _ = flock(fd, LOCK_EX | LOCK_NB) }
+        self.path = path
+    }
+
+    /// Removes the folder and what is left in it.
+    public func remove() {
+        if fd >= 0 { Sys.close(fd) }
+        fd = -1
+        Sys.removeTree(path)
+    }
+
+    deinit { remove() }
+}
+
+/// Image trees: `images/<hex>/` holds the extracted root filesystem of the image archive blob
+/// `sha256:<hex>` (derived state: safe to delete, rebuilt from the blob on next use).
+extension Store {
+    public var imagesDirectory: String { Sys.join(root, "images") }
+
+    /// The /etc files kiln binds its own over (KilnSandbox's image root): an extracted image with
+    /// an `etc` directory gets empty ones where they are missing, so they can be mount points.
+    public static let imageMountPointFiles = ["passwd", "group", "hosts", "hostname", "nsswitch.conf"]
+
+    public func makeStagingDirectory(prefix: String) throws(StoreError) -> StagingDirectory {
+        try StagingDirectory(in: tmpDirectory, prefix: prefix)
+    }
+
+    /// The extracted tree of image archive `d`, extracted now if it is not there yet.
+    ///
+    /// Extraction goes to a locked staging folder in `tmp/` (verifying the blob's digest on the
+    /// way), the mount-point files are added, and the folder is renamed to `images/<hex>` in one
+    /// step: another process sees no tree or a whole one. When two processes extract at once, the
+    /// first rename wins and the other drops its copy.
+    public func imageRoot(_ d: Digest) throws(StoreError) -> String {
+        let target = Sys.join(imagesDirectory, d.hex)
+        if Sys.isDirectory(target) { return target }
+        guard contains(d) else {
+            throw StoreError(.notFound, "image \(d) is not in the cache at \(root): import it with `kiln image import SOURCE --name NAME`, or bring it with `kiln import BUNDLE`.")
+        }
+        try Sys.makeDirectories(imagesDirectory)
+        let staging = try makeStagingDirectory(prefix: "image-extract")
+        defer { staging.remove() }
+        let tree = Sys.join(staging.path, "root")
+        _ = try SafeExtractor(keepsAnySymlink: true).extract(blob: d, from: self, to: tree)
+        try Self.addMountPoints(tree)
+        switch Sys.attempt({ rename(tree, target) }) {
+        case .success: Sys.fsyncDirectory(imagesDirectory)
+        case .failure(let e) where (e == .directoryNotEmpty || e == .fileExists) && Sys.isDirectory(target): break
+        case .failure(let e): throw StoreError.system("rename \(tree) to", target, e)
+        }
+        return target
+    }
+
+    /// Adds the empty /etc mount-point files (see `imageMountPointFiles`) to an extracted tree whose
+    /// `etc` is a directory; a symlink in their place is replaced (kiln's file covers it anyway).
+    static func addMountPoints(_ tree: String) throws(StoreError) {
+        let etc = Sys.join(tree, "etc")
+        guard case .success(let st) = Sys.lstat(etc), st.st_mode & S_IFMT == S_IFDIR else { return }
+        for name in imageMountPointFiles {
+            let path = Sys.join(etc, name)
+            if case .success(let f) = Sys.lstat(path) {
+                if f.st_mode & S_IFMT == S_IFREG { continue }
+                Sys.removeTree(path)
+            }
+            let fd = try Sys.call("create", path) { open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644) }
+            Sys.close(fd)
+        }
+    }
+
+    /// Removes the extracted tree of image `d` (renamed into `tmp/` first, so nobody sees half of it).
+    public func removeImageRoot(_ d: Digest) {
+        let target = Sys.join(imagesDirectory, d.hex)
+        guard Sys.isDirectory(target) else { return }
+        let doomed = Sys.join(tmpDirectory, "image-rm.\(getpid()).\(Sys.randomSuffix())")
+        if rename(target, doomed) == 0 { Sys.removeTree(doomed) }
+    }
+
+    /// The names of the refs under `refs/<prefix>/` (relative to it), sorted.
+    public func refNames(under prefix: String) -> [String] {
+        files(under: Sys.join(refsDirectory, prefix)).map(\.name).sorted()
+    }
+
+    /// The run ids (`runs/<id>`) whose record blob names `d` (as `sha256:HEX`), sorted.
+    public func runsNaming(_ d: Digest) -> [String] {
+        var found: [String] = []
+        for f in files(under: runsDirectory) {
+            guard let bytes = try? readSmall(Sys.join(runsDirectory, f.name)) else { continue }
+            for record in Store.digests(in: bytes) {
+                if record == d { found.append(f.name); break }
+                if let content = try? read(record), Store.digests(in: content).contains(d) {
+                    found.append(f.name)
+                    break
+                }
+            }
+        }
+        return found.sorted()
+    }
+}
