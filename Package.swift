@@ -105,7 +105,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe"], swiftSettings: swiftSettings),
-        .testTarget(name: "KilnImageTests", dependencies: ["KilnImage", "KilnSandbox", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
-        .testTarget(name: "KilnEngineTests", dependencies: ["KilnEngine", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnImageTests", dependencies: ["KilnImage", "KilnStore", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnEngineTests", dependencies: ["KilnEngine", "KilnImage", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
     ]
 )

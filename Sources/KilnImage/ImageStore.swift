@@ -11,6 +11,13 @@ public struct ResolvedImage: Sendable, Equatable {
     /// The record blob's digest (what `refs/images/NAME` holds).
     public var recordDigest: Digest?
 
+    public init(name: String?, digest: Digest, record: ImageRecord?, recordDigest: Digest?) {
+        self.name = name
+        self.digest = digest
+        self.record = record
+        self.recordDigest = recordDigest
+    }
+
     /// `NAME@sha256:HEX`, or `sha256:HEX` without a name.
     public var reference: String { name.map { "\($0)@\(digest)" } ?? digest.description }
 }

@@ -1,0 +1,94 @@
+import Foundation
+import KilnImage
+import KilnStore
+import KilnTestSupport
+import Testing
+
+/// `kiln sandbox run --image` and `kiln image ls/rm`, through the real CLI.
+@Suite(.serialized, .enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
+struct ImageSandboxTests {
+    /// A cache with the busybox image imported as `bb`; returns its reference.
+    func importBusybox(_ scratch: ScratchDirectory) throws -> String {
+        try ImageFixtures.makeBusyboxTree(at: scratch("root"))
+        let output = ChildProcess.kiln(["image", "import", scratch("root"), "--name", "bb", "--cache", scratch("cache")])
+        #expect(output.status == 0, "\(output)")
+        return output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func aCommandRunsOnTheImageAndCannotSeeTheHostsUsr() throws {
+        #expect(FileManager.default.fileExists(atPath: "/usr/bin/python3"), "the host has python3, so its absence inside means something")
+        let scratch = ScratchDirectory("kiln-image-run")
+        let reference = try importBusybox(scratch)
+        #expect(reference.hasPrefix("bb@sha256:"))
+        let digest = String(reference.dropFirst(3))
+        for ref in [reference, digest, "bb"] {
+            let output = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", ref, "--",
+                                            "sh", "-c", "echo hi from $(id -un); test -e /usr/bin/python3 && echo host-usr-visible; ls /; cat /etc/motd; grep kiln /etc/passwd; cat /etc/hostname"])
+            #expect(output.status == 0, "\(ref): \(output)")
+            #expect(output.stdout == "hi from kiln\nbin\ndev\netc\nproc\ntmp\nkiln test image\nkiln:x:1000:1000:kiln:/tmp/home:/bin/sh\nkiln\n", "\(ref): \(output)")
+        }
+        // The image is read-only; /tmp is not.
+        let write = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--", "sh", "-c", "touch /tmp/ok && touch /etc/motd"])
+        #expect(write.status == 1, "\(write)")
+        #expect(write.stderr.contains("Read-only file system"), "\(write)")
+        // The host's toolchain is what a run without --image gets.
+        let host = ChildProcess.kiln(["sandbox", "run", "--", "/bin/sh", "-c", "test -e /usr/bin/python3 && echo host"])
+        #expect(host.stdout == "host\n", "\(host)")
+    }
+
+    @Test func imageEnvAndWorkingDirAreTheDefaults() throws {
+        let scratch = ScratchDirectory("kiln-image-env")
+        try ImageFixtures.makeBusyboxTree(at: scratch("root"))
+        try FileManager.default.createDirectory(atPath: scratch("root/srv/app"), withIntermediateDirectories: true)
+        let tar = ChildProcess.shell("tar -C '\(scratch("root"))' -cf '\(scratch("layer.tar"))' .")
+        #expect(tar.status == 0, "\(tar)")
+        try ImageFixtures.writeOCILayout(at: scratch("oci"), layers: [scratch("layer.tar")], env: ["PATH=/bin", "GREETING=hello"], workingDir: "/srv/app")
+        let imported = ChildProcess.kiln(["image", "import", scratch("oci"), "--name", "app", "--cache", scratch("cache")])
+        #expect(imported.status == 0, "\(imported)")
+        let output = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "app", "--env", "EXTRA=1", "--",
+                                        "sh", "-c", "echo $GREETING $PATH $EXTRA; pwd"])
+        #expect(output.stdout == "hello /bin 1\n/srv/app\n", "\(output)")
+        let overridden = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "app", "--env", "GREETING=bye", "--cwd", "/", "--",
+                                            "sh", "-c", "echo $GREETING; pwd"])
+        #expect(overridden.stdout == "bye\n/\n", "\(overridden)")
+    }
+
+    @Test func unknownImageSaysHowToGetIt() throws {
+        let scratch = ScratchDirectory("kiln-image-unknown")
+        let digest = "sha256:" + String(repeating: "ab", count: 32)
+        let output = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "nope@" + digest, "--", "sh"])
+        #expect(output.status == 1, "\(output)")
+        #expect(output.stderr.contains("kiln image import"), "\(output)")
+        let byName = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "nope", "--", "sh"])
+        #expect(byName.stderr.contains("no image named 'nope'"), "\(byName)")
+    }
+
+    @Test func rmIsRefusedWhileAKeptRunNamesTheImageAndForcedOtherwise() throws {
+        let scratch = ScratchDirectory("kiln-image-rm")
+        let reference = try importBusybox(scratch)
+        let digest = try #require(Digest(String(reference.dropFirst(3))))
+        let store = try Store(root: scratch("cache"))
+        let record = try store.put(bytes: Array(#"{"image":"\#(digest)","stages":[]}"#.utf8))
+        try store.addRun("run-1", record: record)
+
+        let refused = ChildProcess.kiln(["image", "rm", "bb", "--cache", scratch("cache")])
+        #expect(refused.status == 1, "\(refused)")
+        #expect(refused.stderr.contains("run-1"), "\(refused)")
+        #expect(refused.stderr.contains("--force"), "\(refused)")
+        let listed = ChildProcess.kiln(["image", "ls", "--json", "--cache", scratch("cache")])
+        #expect(listed.stdout.contains(digest.description), "still there: \(listed)")
+
+        let forced = ChildProcess.kiln(["image", "rm", "bb", "--force", "--cache", scratch("cache")])
+        #expect(forced.status == 0, "\(forced)")
+        let after = ChildProcess.kiln(["image", "ls", "--json", "--cache", scratch("cache")])
+        #expect(after.stdout.isEmpty, "\(after)")
+        #expect(!FileManager.default.fileExists(atPath: scratch("cache/images/" + digest.hex)))
+
+        // Without runs naming it, rm needs no --force.
+        let again = ChildProcess.kiln(["image", "import", scratch("root"), "--name", "bb2", "--cache", scratch("cache")])
+        #expect(again.status == 0, "\(again)")
+        try FileManager.default.removeItem(atPath: scratch("cache/runs/run-1"))
+        let plain = ChildProcess.kiln(["image", "rm", "bb2", "--cache", scratch("cache")])
+        #expect(plain.status == 0, "\(plain)")
+    }
+}
