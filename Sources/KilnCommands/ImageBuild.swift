@@ -66,13 +66,13 @@ extension Kiln.Image {
                 if !packageList.isEmpty { argv.append("--include=" + packageList.joined(separator: ",")) }
                 argv += [suite!, output]
                 if let mirror { argv.append(mirror) }
-                storeErrorLine("kiln: building \(from)\(packageList.isEmpty ? "" : " with \(packageList.joined(separator: ", ")))"): \(argv.joined(separator: " "))")
+                storeErrorLine("kiln: building \(from)\(packageList.isEmpty ? "" : " with \(packageList.joined(separator: ", "))"): \(argv.joined(separator: " "))")
                 let (status, tail) = ProcessRunner.run(argv, environment: ["SOURCE_DATE_EPOCH": "0"]) { line in storeErrorLine("  \(line)") }
                 guard status == 0 else {
                     throw StoreError(.notFound, "mmdebstrap failed (exit status \(status)): \(BuildFailure.explain(tail, packages: packageList, mirror: mirror))")
                 }
                 let description = "mmdebstrap \(from)" + (packageList.isEmpty ? "" : " +" + packageList.joined(separator: ","))
-                let image = try images.importImage(from: output, name: name, createdFrom: description) { line in storeErrorLine("kiln: \(line)") }
+                let image = try images.importImage(from: output, name: name, createdFrom: "mmdebstrap", describedAs: description) { line in storeErrorLine("kiln: \(line)") }
                 if json { printJSONLine(ImageJSON(image, store: images.store)) } else { storeOutputLine(image.reference) }
             }
         }
@@ -127,8 +127,20 @@ enum ProcessRunner {
         let cArgv = argv.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup($0) } + [nil]
         defer { (cArgv + cEnv).forEach { free($0) } }
+        // An empty signal mask and default dispositions: kiln's threads block some signals, and
+        // a child inheriting that (apt, dpkg) could hang waiting for SIGCHLD.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, nil, cArgv, cEnv)
+        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArgv, cEnv)
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])

@@ -53,7 +53,9 @@ public struct ImageStore: Sendable {
 
     /// Imports `source` (see `ImageSource.recognise`) as `name`: its root tree is packed into one
     /// deterministic archive, stored with its record, and `refs/images/NAME` set to the record.
-    public func importImage(from source: String, name: String, createdFrom: String? = nil,
+    /// `createdFrom` and `describedAs` replace what the record says about the source (for images
+    /// kiln builds itself, whose source is a temporary file).
+    public func importImage(from source: String, name: String, createdFrom: String? = nil, describedAs: String? = nil,
                             progress: (String) -> Void = { _ in }) throws(StoreError) -> ResolvedImage {
         try Self.checkName(name)
         let staging = try store.makeStagingDirectory(prefix: "image-import")
@@ -82,7 +84,7 @@ public struct ImageStore: Sendable {
             let summary = try ArchiveWriter(skipsSpecialFiles: true).store(source: tree, in: store)
             let record = ImageRecord(
                 name: name, archive: summary.digest!, size: summary.bytes, entries: summary.entries,
-                env: opened.env, workingDir: opened.workingDir, source: source, createdFrom: createdFrom ?? opened.kind)
+                env: opened.env, workingDir: opened.workingDir, source: describedAs ?? source, createdFrom: createdFrom ?? opened.kind)
             let recordDigest = try store.put(bytes: record.encoded())
             try store.setRef(Self.refName(name), to: recordDigest)
             return ResolvedImage(name: name, digest: record.archive, record: record, recordDigest: recordDigest)
