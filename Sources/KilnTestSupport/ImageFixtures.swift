@@ -5,7 +5,7 @@ import Foundation
 public enum ImageFixtures {
     public static let busybox = "/bin/busybox"
     /// The applets linked in `bin/`.
-    public static let applets = ["sh", "ls", "cat", "echo", "true", "env", "pwd", "id", "test", "mkdir", "cut", "touch", "sleep"]
+    public static let applets = ["sh", "ls", "cat", "echo", "true", "env", "pwd", "id", "test", "mkdir", "cut", "touch", "sleep", "wc"]
 
     /// Whether /bin/busybox is there (apt-get install busybox-static; scripts/install-dependencies does).
     public static var hasBusybox: Bool { FileManager.default.isExecutableFile(atPath: busybox) }

@@ -92,3 +92,39 @@ struct ImageSandboxTests {
         #expect(plain.status == 0, "\(plain)")
     }
 }
+
+/// First use extracts the image; processes starting at once must each see a whole tree.
+@Suite(.enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
+struct ImageExtractionTests {
+    @Test func concurrentFirstUsesSeeWholeTrees() async throws {
+        let scratch = ScratchDirectory("kiln-image-race")
+        try ImageFixtures.makeBusyboxTree(at: scratch("root"))
+        // Many files, so a half-extracted tree would be seen missing some.
+        try FileManager.default.createDirectory(atPath: scratch("root/data"), withIntermediateDirectories: true)
+        for i in 0..<400 { try "\(i)\n".write(toFile: scratch("root/data/f\(i)"), atomically: false, encoding: .utf8) }
+        let imported = ChildProcess.kiln(["image", "import", scratch("root"), "--name", "race", "--cache", scratch("cache")])
+        #expect(imported.status == 0, "\(imported)")
+        let outputs = await withTaskGroup(of: ChildProcess.Output.self) { group in
+            for _ in 0..<6 {
+                group.addTask {
+                    await withCheckedContinuation { continuation in
+                        Thread.detachNewThread {
+                            continuation.resume(returning: ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "race", "--",
+                                                                              "sh", "-c", "ls /data | wc -l"]))
+                        }
+                    }
+                }
+            }
+            var all: [ChildProcess.Output] = []
+            for await output in group { all.append(output) }
+            return all
+        }
+        for output in outputs {
+            #expect(output.status == 0, "\(output)")
+            #expect(output.stdout.trimmingCharacters(in: .whitespaces) == "400\n", "\(output)")
+        }
+        let images = try FileManager.default.contentsOfDirectory(atPath: scratch("cache/images"))
+        #expect(images.count == 1, "one tree, no leftovers: \(images)")
+        #expect((try FileManager.default.contentsOfDirectory(atPath: scratch("cache/tmp"))).isEmpty, "staging removed")
+    }
+}
