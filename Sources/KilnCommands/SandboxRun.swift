@@ -22,7 +22,8 @@ extension Kiln.Sandbox {
                 The command runs in new user, mount, pid, network, uts, ipc and cgroup namespaces, on a \
                 read-only tmpfs root that holds only: the host's toolchain (/usr and the /bin /lib /lib64 \
                 /sbin links) read-only, a generated /etc, a fresh /proc, a minimal /dev, a /tmp tmpfs, and \
-                what you mount. It runs as uid/gid \(SandboxSpec.sandboxUID) (\(SandboxSpec.sandboxUser)) with \
+                what you mount. With --image, the image's root filesystem (read-only) replaces the host's \
+                toolchain; kiln's passwd, group, hosts, hostname and nsswitch.conf cover the image's. It runs as uid/gid \(SandboxSpec.sandboxUID) (\(SandboxSpec.sandboxUser)) with \
                 hostname \(SandboxSpec.defaultHostname), no capabilities, no_new_privs, a seccomp filter \
                 (\(SeccompProfile.version)), loopback-only networking and a cleared environment: \
                 PATH=\(SandboxSpec.defaultPath) HOME=\(SandboxSpec.home) LANG=LC_ALL=C.UTF-8 TZ=UTC \

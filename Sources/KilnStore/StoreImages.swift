@@ -93,6 +93,14 @@ extension Store {
         if rename(target, doomed) == 0 { Sys.removeTree(doomed) }
     }
 
+    /// Removes extracted trees whose archive blob is gone (gc deleted it): they are derived from it.
+    func pruneImageRoots() {
+        for name in (try? Sys.listDirectory(imagesDirectory)) ?? [] {
+            guard let d = Digest(hex: name), !contains(d) else { continue }
+            removeImageRoot(d)
+        }
+    }
+
     /// The names of the refs under `refs/<prefix>/` (relative to it), sorted.
     public func refNames(under prefix: String) -> [String] {
         files(under: Sys.join(refsDirectory, prefix)).map(\.name).sorted()

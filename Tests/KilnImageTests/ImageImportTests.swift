@@ -162,3 +162,26 @@ struct ImageImportTests {
         #expect((info["entries"] as? Int ?? 0) > ImageFixtures.applets.count)
     }
 }
+
+/// gc and images: a named image survives gc; once unnamed, its blobs and extracted tree go.
+@Suite(.enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
+struct ImageGCTests {
+    @Test func gcKeepsNamedImagesAndDropsUnnamedOnesWithTheirTrees() throws {
+        let scratch = ScratchDirectory("kiln-image-gc")
+        let store = try Store(root: scratch("cache"))
+        let images = ImageStore(store: store)
+        try ImageFixtures.makeBusyboxTree(at: scratch("root"))
+        let image = try images.importImage(from: scratch("root"), name: "bb")
+        let root = try images.root(of: image)
+        _ = try store.collectGarbage(GCPolicy())
+        #expect(store.contains(image.digest) && store.contains(image.recordDigest!), "refs/images/bb keeps the record and the archive it names")
+        #expect(FileManager.default.fileExists(atPath: root))
+
+        #expect(try images.remove(image, force: false) == ["bb"])
+        #expect(!FileManager.default.fileExists(atPath: root))
+        _ = try images.root(of: image)  // extracted again while the blob is still there
+        let report = try store.collectGarbage(GCPolicy())
+        #expect(Set(report.removedBlobs.map(\.digest)) == [image.digest, image.recordDigest!])
+        #expect(!FileManager.default.fileExists(atPath: root), "gc removes the tree of a deleted archive")
+    }
+}
