@@ -19,7 +19,7 @@ extension Kiln {
                 same reference. Recipes pin one with `image: NAME@sha256:HEX`; `kiln sandbox run --image REF` \
                 runs a command on one.
                 """,
-            subcommands: [Import.self, Build.self, List.self, Inspect.self, Remove.self])
+            subcommands: [Import.self, Build.self, Lock.self, List.self, Inspect.self, Remove.self])
     }
 }
 

@@ -56,26 +56,33 @@ extension Kiln.Image {
         func run() async throws {
             try storeMain {
                 let images = try imageStore(cacheOptions)
-                guard let tool = ProcessRunner.find("mmdebstrap") else {
-                    throw StoreError(.notFound, "mmdebstrap is not installed: install it with `apt-get install mmdebstrap`, then build again.")
-                }
-                let staging = try images.store.makeStagingDirectory(prefix: "image-build")
-                defer { staging.remove() }
-                let output = staging.path + "/rootfs.tar"
-                var argv = [tool, "--variant=minbase", "--format=tar"]
-                if !packageList.isEmpty { argv.append("--include=" + packageList.joined(separator: ",")) }
-                argv += [suite!, output]
-                if let mirror { argv.append(mirror) }
-                storeErrorLine("kiln: building \(from)\(packageList.isEmpty ? "" : " with \(packageList.joined(separator: ", "))"): \(argv.joined(separator: " "))")
-                let (status, tail) = ProcessRunner.run(argv, environment: ["SOURCE_DATE_EPOCH": "0"]) { line in storeErrorLine("  \(line)") }
-                guard status == 0 else {
-                    throw StoreError(.notFound, "mmdebstrap failed (exit status \(status)): \(BuildFailure.explain(tail, packages: packageList, mirror: mirror))")
-                }
-                let description = "mmdebstrap \(from)" + (packageList.isEmpty ? "" : " +" + packageList.joined(separator: ","))
-                let image = try images.importImage(from: output, name: name, createdFrom: "mmdebstrap", describedAs: description) { line in storeErrorLine("kiln: \(line)") }
+                let image = try DebianImageBuilder.build(images, name: name, suite: suite!, packages: packageList, mirror: mirror)
                 if json { printJSONLine(ImageJSON(image, store: images.store)) } else { storeOutputLine(image.reference) }
             }
         }
+    }
+}
+
+/// `mmdebstrap` into the cache's tmp/, then import: for `kiln image build` and `kiln image lock`.
+enum DebianImageBuilder {
+    static func build(_ images: ImageStore, name: String, suite: String, packages: [String], mirror: String?) throws(StoreError) -> ResolvedImage {
+        guard let tool = ProcessRunner.find("mmdebstrap") else {
+            throw StoreError(.notFound, "mmdebstrap is not installed: install it with `apt-get install mmdebstrap`, then build again.")
+        }
+        let staging = try images.store.makeStagingDirectory(prefix: "image-build")
+        defer { staging.remove() }
+        let output = staging.path + "/rootfs.tar"
+        var argv = [tool, "--variant=minbase", "--format=tar"]
+        if !packages.isEmpty { argv.append("--include=" + packages.joined(separator: ",")) }
+        argv += [suite, output]
+        if let mirror { argv.append(mirror) }
+        storeErrorLine("kiln: building debian:\(suite)\(packages.isEmpty ? "" : " with \(packages.joined(separator: ", "))"): \(argv.joined(separator: " "))")
+        let (status, tail) = ProcessRunner.run(argv, environment: ["SOURCE_DATE_EPOCH": "0"]) { line in storeErrorLine("  \(line)") }
+        guard status == 0 else {
+            throw StoreError(.notFound, "mmdebstrap failed (exit status \(status)): \(BuildFailure.explain(tail, packages: packages, mirror: mirror))")
+        }
+        let description = "mmdebstrap debian:\(suite)" + (packages.isEmpty ? "" : " +" + packages.joined(separator: ","))
+        return try images.importImage(from: output, name: name, createdFrom: "mmdebstrap", describedAs: description) { line in storeErrorLine("kiln: \(line)") }
     }
 }
 

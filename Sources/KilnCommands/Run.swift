@@ -81,6 +81,11 @@ extension Kiln {
             }
             let statCache = StatCache(path: store.statCachePath)
             let cacheRelative = RunSetup.relative(location.path, to: ws)
+            if let build = recipe.imageBuild, !build.isLocked {
+                let shown = RunSetup.relative(file, to: ws) ?? file
+                storeErrorLine("kiln: \(shown): its image (build: from \(build.from)) is not locked to a digest yet, so nothing ran. Run `kiln image lock \(shown)`: it builds the image and writes `pinned: \(build.name)@sha256:…` into the recipe.")
+                throw ExitCode(KilnExitCode.recipeInvalid)
+            }
             let pinnedImage: ResolvedImage?
             do { pinnedImage = try ImageResolution.resolve(recipe.image, store: store, recipe: RunSetup.relative(file, to: ws) ?? file) } catch {
                 storeErrorLine("kiln: \(error.message)")
