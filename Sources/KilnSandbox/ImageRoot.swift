@@ -6,13 +6,19 @@ import SystemPackage
 
 /// The mount steps that make an extracted image tree the sandbox's root (`SandboxSpec.Root.image`).
 ///
-/// The sandbox's `/` stays kiln's tmpfs (read-only once built); each top-level entry of the image
-/// is put on it as it is: a directory or file is bound read-only, a symlink (`bin -> usr/bin`) is
-/// recreated. `proc`, `dev`, `sys`, `tmp` and `work` are left out: kiln builds the first four and
-/// `/work` belongs to the workspace. When the image has an `etc` directory it is bound too, and
-/// kiln's generated files are written in the setup root (which the host never sees) and bound over
-/// the image's `etc/passwd`, `group`, `hosts`, `hostname` and `nsswitch.conf`; those must exist as
-/// regular files in the tree (the image store adds empty ones when it extracts an image).
+/// Two ways, the same view:
+/// - **Whole tree** (the usual one, and the fastest: one mount): the tree itself is bound
+///   read-only as `/` before any step runs. Every mount point must then exist in it: the image
+///   store adds empty `proc`, `dev`, `tmp`, `work` and `etc/{passwd,group,hosts,hostname,nsswitch.conf}`
+///   when it extracts an image, and each of the caller's targets must exist in the tree or lie
+///   inside another of the mounts (as `/work/data` lies inside `/work`).
+/// - **Entry by entry**, when that does not hold (a `--bind x /data` the image has no `/data`
+///   for): `/` is kiln's tmpfs, each top-level entry of the image is put on it as it is (a
+///   directory or file bound read-only, a symlink like `bin -> usr/bin` recreated), leaving out
+///   `proc`, `dev`, `sys`, `tmp` and `work`.
+///
+/// Either way kiln's generated /etc files are written in the setup root (which the host never
+/// sees) and bound read-only over the image's, when the image has an `etc` directory.
 enum ImageRoot {
     /// Top-level names of an image that kiln never mounts.
     static let skipped: Set<String> = ["proc", "dev", "sys", "tmp", "work"]
@@ -22,6 +28,35 @@ enum ImageRoot {
     struct Plan {
         var steps: [MountStep]
         var hasEtc: Bool
+        /// The tree to bind as `/` (whole-tree mode), as a host path under `/oldroot`.
+        var rootBind: String?
+    }
+
+    /// Directories the whole-tree mode mounts on (besides the caller's targets).
+    static let mountPointDirectories = ["proc", "dev", "tmp"]
+
+    static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFDIR
+    }
+
+    /// Whether every mount point exists in the tree (see the type's comment).
+    static func wholeTreeWorks(_ root: String, mounts: [SandboxSpec.Mount]) -> Bool {
+        guard mountPointDirectories.allSatisfy({ isDirectory(root + "/" + $0) }), isDirectory(root + "/etc") else { return false }
+        for (name, _) in MountPlan.generatedEtcFiles(hostname: SandboxSpec.defaultHostname) {
+            var st = stat()
+            guard lstat(root + "/etc/" + name, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return false }
+        }
+        let targets = Set(mounts.map { "/" + $0.target.split(separator: "/").joined(separator: "/") } + ["/tmp", "/dev", "/proc"])
+        for target in targets {
+            let components = target.split(separator: "/")
+            let insideAnother = (1..<max(1, components.count)).contains { n in targets.contains("/" + components.prefix(n).joined(separator: "/")) }
+            if insideAnother { continue }
+            var st = stat()
+            // It must be there and not a symlink (a mount would follow it).
+            guard lstat(root + target, &st) == 0, st.st_mode & S_IFMT != S_IFLNK else { return false }
+        }
+        return true
     }
 
     static func scan(_ path: String, mounts: [SandboxSpec.Mount]) throws(SandboxError) -> Plan {
@@ -31,6 +66,9 @@ enum ImageRoot {
         }
         let root = String(cString: resolved)
         free(resolved)
+        if wholeTreeWorks(root, mounts: mounts) {
+            return Plan(steps: [], hasEtc: true, rootBind: MountPlan.oldRoot + root)
+        }
         guard let dir = opendir(root) else {
             let error = Errno(rawValue: errno)
             throw SandboxError(.invalidSpec, "the image root \"\(root)\" cannot be listed: \(error.sentenceWithName)", errno: error)
@@ -83,7 +121,7 @@ enum ImageRoot {
                 throw SandboxError(.invalidSpec, "mount target \"\(mount.target)\" does not exist in the image, whose /\(top) is read-only: mount under /work or /tmp, or at a path the image has.")
             }
         }
-        return Plan(steps: steps, hasEtc: hasEtc)
+        return Plan(steps: steps, hasEtc: hasEtc, rootBind: nil)
     }
 
     /// kiln's /etc files, written in the setup root and bound read-only over the image's.

@@ -29,14 +29,21 @@ enum MountPlan {
     static let deviceNames = ["null", "zero", "full", "random", "urandom", "tty"]
 
     static func build(_ spec: SandboxSpec) throws(SandboxError) -> [MountStep] {
+        try plan(spec).steps
+    }
+
+    /// The steps, and the host directory to bind as the root instead of a tmpfs (an image's tree).
+    static func plan(_ spec: SandboxSpec) throws(SandboxError) -> (steps: [MountStep], rootBind: String?) {
         var steps: [MountStep] = []
         var imageHasEtc = false
+        var rootBind: String?
         switch spec.root {
         case .hostToolchain: steps += hostToolchain()
         case .image(let path):
             let image = try ImageRoot.scan(path, mounts: spec.mounts)
             steps += image.steps
             imageHasEtc = image.hasEtc
+            rootBind = image.rootBind
         case .empty: break
         }
         steps += imageHasEtc ? ImageRoot.generatedEtcOverImage(hostname: spec.hostname) : generatedEtc(hostname: spec.hostname)
@@ -68,7 +75,7 @@ enum MountPlan {
             let index = steps.firstIndex { $0.target == newRoot + "/tmp" }.map { $0 + 1 } ?? steps.endIndex
             steps.insert(MountStep(kind: KILN_MOUNT_DIR, mode: 0o755, target: newRoot + SandboxSpec.home), at: index)
         }
-        return steps
+        return (steps, rootBind)
     }
 
     static func tmpfs(at target: String, size: UInt64?) -> MountStep {

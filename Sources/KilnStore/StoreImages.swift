@@ -69,11 +69,23 @@ extension Store {
         return target
     }
 
-    /// Adds the empty /etc mount-point files (see `imageMountPointFiles`) to an extracted tree whose
-    /// `etc` is a directory; a symlink in their place is replaced (kiln's file covers it anyway).
+    /// Directories the sandbox mounts on when an image's tree is its root.
+    public static let imageMountPointDirectories = ["proc", "dev", "tmp", "work", "etc"]
+
+    /// Adds what the sandbox mounts on to an extracted tree, so the tree itself can be bound as the
+    /// sandbox's root (KilnSandbox's `ImageRoot`): empty `proc`, `dev`, `tmp`, `work` and `etc`
+    /// directories and the empty /etc files of `imageMountPointFiles`, where missing. A symlink or
+    /// file in their place is replaced (kiln's mount covers the place anyway).
     static func addMountPoints(_ tree: String) throws(StoreError) {
+        for name in imageMountPointDirectories {
+            let path = Sys.join(tree, name)
+            if case .success(let st) = Sys.lstat(path) {
+                if st.st_mode & S_IFMT == S_IFDIR { continue }
+                Sys.removeTree(path)
+            }
+            try Sys.call("create directory", path) { mkdir(path, 0o755) }
+        }
         let etc = Sys.join(tree, "etc")
-        guard case .success(let st) = Sys.lstat(etc), st.st_mode & S_IFMT == S_IFDIR else { return }
         for name in imageMountPointFiles {
             let path = Sys.join(etc, name)
             if case .success(let f) = Sys.lstat(path) {

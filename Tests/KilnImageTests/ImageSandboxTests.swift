@@ -25,7 +25,7 @@ struct ImageSandboxTests {
             let output = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", ref, "--",
                                             "sh", "-c", "echo hi from $(id -un); test -e /usr/bin/python3 && echo host-usr-visible; ls /; cat /etc/motd; grep kiln /etc/passwd; cat /etc/hostname"])
             #expect(output.status == 0, "\(ref): \(output)")
-            #expect(output.stdout == "hi from kiln\nbin\ndev\netc\nproc\ntmp\nkiln test image\nkiln:x:1000:1000:kiln:/tmp/home:/bin/sh\nkiln\n", "\(ref): \(output)")
+            #expect(output.stdout == "hi from kiln\nbin\ndev\netc\nproc\ntmp\nwork\nkiln test image\nkiln:x:1000:1000:kiln:/tmp/home:/bin/sh\nkiln\n", "\(ref): \(output)")
         }
         // The image is read-only; /tmp is not.
         let write = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--", "sh", "-c", "touch /tmp/ok && touch /etc/motd"])
@@ -34,6 +34,27 @@ struct ImageSandboxTests {
         // The host's toolchain is what a run without --image gets.
         let host = ChildProcess.kiln(["sandbox", "run", "--", "/bin/sh", "-c", "test -e /usr/bin/python3 && echo host"])
         #expect(host.stdout == "host\n", "\(host)")
+    }
+
+    @Test func mountsTheImageLacksAPlaceForStillWork() throws {
+        let scratch = ScratchDirectory("kiln-image-mounts")
+        _ = try importBusybox(scratch)
+        try FileManager.default.createDirectory(atPath: scratch("data"), withIntermediateDirectories: true)
+        try "x\n".write(toFile: scratch("data/x"), atomically: false, encoding: .utf8)
+        // /work/in lies inside /work, which the tree has: the whole tree is the root.
+        let inside = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--ro-bind", scratch("data"), "/work/in",
+                                        "--", "sh", "-c", "cat /work/in/x; ls /"])
+        #expect(inside.stdout == "x\nbin\ndev\netc\nproc\ntmp\nwork\n", "\(inside)")
+        // /data is not in the image: / is built entry by entry instead, with /data on it.
+        let outside = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--ro-bind", scratch("data"), "/data",
+                                         "--", "sh", "-c", "cat /data/x; ls /; test -e /usr && echo usr; true"])
+        #expect(outside.status == 0, "\(outside)")
+        #expect(outside.stdout == "x\nbin\ndata\ndev\netc\nproc\ntmp\n", "\(outside)")
+        // Below one of the image's own read-only directories, the mount point must exist.
+        let below = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--ro-bind", scratch("data"), "/bin/data",
+                                       "--", "true"])
+        #expect(below.status == 64, "\(below)")
+        #expect(below.stderr.contains("mount target \"/bin/data\" does not exist in the image"), "\(below)")
     }
 
     @Test func imageEnvAndWorkingDirAreTheDefaults() throws {
