@@ -104,7 +104,7 @@ let package = Package(
             dependencies: ["KilnStore", "KilnTestSupport", "kiln"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe", "KilnStore"], swiftSettings: swiftSettings),
         .testTarget(name: "KilnImageTests", dependencies: ["KilnImage", "KilnStore", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
         .testTarget(name: "KilnEngineTests", dependencies: ["KilnEngine", "KilnImage", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
     ]

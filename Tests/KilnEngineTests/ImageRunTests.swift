@@ -106,3 +106,13 @@ import Testing
         #expect(ws.actionResults == 0)
     }
 }
+
+@Suite struct ImageLockRunTests {
+    @Test func anUnlockedRecipeImageStopsKilnRunBeforeAnything() async throws {
+        let ws = try TestWorkspace("kiln: 1\nimage: {name: py, build: {packages: [python3]}}\nstages:\n  a: {run: echo hi > o, outputs: [o]}\n")
+        let run = await ws.run()
+        #expect(run.status == 78, "\(run)")
+        #expect(run.stderr.contains("kiln image lock recipes/t.yaml"), "\(run)")
+        #expect(!ws.exists("o"))
+    }
+}
