@@ -129,6 +129,18 @@ struct ImageImportTests {
         #expect((try? FileManager.default.contentsOfDirectory(atPath: scratch("cache/tmp")))?.isEmpty ?? true, "no staging left behind")
     }
 
+    @Test func dockerManifestNamingAPathOutsideIsRefused() throws {
+        let scratch = ScratchDirectory("kiln-image-docker-hostile")
+        let images = ImageStore(store: try Store(root: scratch("cache")))
+        let layers = try Self.layers(in: scratch)
+        try ImageFixtures.writeDockerArchive(at: scratch("docker"), layers: layers, env: [], workingDir: "/")
+        try #"[{"Config":"config.json","Layers":["layer0/layer.tar","../../../etc/passwd"]}]"#
+            .write(toFile: scratch("docker/manifest.json"), atomically: false, encoding: .utf8)
+        let error = #expect(throws: StoreError.self) { try images.importImage(from: scratch("docker"), name: "evil") }
+        #expect(error?.code == .refused)
+        #expect(error?.message.contains("'../../../etc/passwd', which is outside the archive") == true, "\(String(describing: error))")
+    }
+
     @Test func inspectListsDebianPackages() throws {
         let scratch = ScratchDirectory("kiln-image-dpkg")
         try ImageFixtures.makeBusyboxTree(at: scratch("root"))
