@@ -155,13 +155,20 @@ public struct LayerApplier {
         let raw = String(decoding: UnsafeRawBufferPointer(start: rawName, count: strlen(rawName)), as: UTF8.self)
         let parts = try components(raw, layer: layer)
         guard let base = parts.last else { return }  // "./": the root itself
-        try prepareParents(parts, name: raw, layer: layer)
         let parentPath = ([root] + parts.dropLast()).joined(separator: "/")
         let relative = parts.joined(separator: "/")
         let path = root + "/" + relative
 
         if base.hasPrefix(".wh.") {
             summary.whiteouts += 1
+            // Nothing to hide where the layers below made no such directory (and none is made).
+            var probe = root
+            for c in parts.dropLast() {
+                probe += "/" + c
+                guard case .success(let st) = Sys.lstat(probe) else { return }
+                if st.st_mode & S_IFMT == S_IFLNK { throw refuse(layer, raw, "would remove through the symlink '\(display(probe))'") }
+                if st.st_mode & S_IFMT != S_IFDIR { return }
+            }
             if base == ".wh..wh..opq" {
                 let parentRelative = parts.dropLast().joined(separator: "/")
                 for child in (try? Sys.listDirectory(parentPath)) ?? [] {
@@ -176,6 +183,7 @@ public struct LayerApplier {
             return
         }
 
+        try prepareParents(parts, name: raw, layer: layer)
         let type = UInt32(archive_entry_filetype(entry)) & 0o170000
         let hardlink = archive_entry_hardlink(entry)
         if hardlink == nil && ![0o100000, 0o040000, 0o120000].contains(type) {

@@ -50,7 +50,7 @@ struct ImageImportTests {
         ])
         try ImageFixtures.writeTar(scratch("layer2.tar"), [
             ("etc/.wh.gone", "file", ""), ("opt/old/c", "file", "c"), ("opt/old/.wh..wh..opq", "file", ""),
-            ("etc/keep", "file", "replaced"), ("usr/", "dir", ""),
+            ("etc/keep", "file", "replaced"), ("usr/", "dir", ""), ("ghost/dir/.wh.x", "file", ""),
         ])
         return [scratch("layer1.tar"), scratch("layer2.tar")]
     }
