@@ -86,6 +86,10 @@ public struct ImageStore: Sendable {
                 name: name, archive: summary.digest!, size: summary.bytes, entries: summary.entries,
                 env: opened.env, workingDir: opened.workingDir, source: describedAs ?? source, createdFrom: createdFrom ?? opened.kind)
             let recordDigest = try store.put(bytes: record.encoded())
+            if let previous = try? store.ref(Self.refName(name)), let bytes = try? store.read(previous),
+               let old = ImageRecord.decode(bytes), old.archive != record.archive {
+                progress("\(name) now names \(record.archive) instead of \(old.archive) (kiln cache gc removes the old one once nothing names it)")
+            }
             try store.setRef(Self.refName(name), to: recordDigest)
             return ResolvedImage(name: name, digest: record.archive, record: record, recordDigest: recordDigest)
         }
