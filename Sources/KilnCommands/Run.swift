@@ -86,13 +86,13 @@ extension Kiln {
                 storeErrorLine("kiln: \(shown): its image (build: from \(build.from)) is not locked to a digest yet, so nothing ran. Run `kiln image lock \(shown)`: it builds the image and writes `pinned: \(build.name)@sha256:…` into the recipe.")
                 throw ExitCode(KilnExitCode.recipeInvalid)
             }
-            let pinnedImage: ResolvedImage?
-            do { pinnedImage = try ImageResolution.resolve(recipe.image, store: store, recipe: RunSetup.relative(file, to: ws) ?? file) } catch {
+            let pinnedImages: [ResolvedImage]
+            do { pinnedImages = try ImageResolution.resolve(recipe, stages: selected, store: store, shown: RunSetup.relative(file, to: ws) ?? file) } catch {
                 storeErrorLine("kiln: \(error.message)")
                 throw ExitCode(KilnExitCode.recipeInvalid)
             }
             let planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: HostFingerprint.compute(cache: statCache),
-                                  image: recipe.image, pinnedImage: pinnedImage, excluded: cacheRelative.map { [$0] } ?? [])
+                                  image: recipe.image, pinnedImages: pinnedImages, excluded: cacheRelative.map { [$0] } ?? [])
             let executor = Executor(workspace: ws, store: store, planner: planner, noCache: noCache)
             let pipeline = Pipeline(recipe: recipe, stages: selected, executor: executor)
             let printer = RunPrinter(json: json)

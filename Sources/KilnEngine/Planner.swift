@@ -55,16 +55,16 @@ public struct Planner: Sendable {
     public let hostFingerprint: Digest
     /// Paths (relative to the workspace) never walked when expanding globs: the cache, staging.
     public let excluded: [String]
-    /// The recipe's image.
+    /// The recipe's image (a stage's own `image:` overrides it).
     public let recipeImage: ImageReference
-    /// The pinned image found in the cache (`ImageResolution.resolve`), with its record's Env;
-    /// nil for `image: host`. The executor refuses a pinned recipe image without it.
-    public let pinnedImage: ResolvedImage?
+    /// The pinned images found in the cache (`ImageResolution.resolve`), with their records' Env.
+    /// The executor refuses a stage whose pinned image is not among them.
+    public let pinnedImages: [ResolvedImage]
 
     public init(workspace: String, statCache: StatCache, hostFingerprint: Digest, image: ImageReference = .host,
-                pinnedImage: ResolvedImage? = nil, excluded: [String] = []) {
+                pinnedImages: [ResolvedImage] = [], excluded: [String] = []) {
         self.recipeImage = image
-        self.pinnedImage = pinnedImage
+        self.pinnedImages = pinnedImages
         self.workspace = workspace
         self.statCache = statCache
         self.hostFingerprint = hostFingerprint
@@ -76,10 +76,19 @@ public struct Planner: Sendable {
         SandboxSpec.defaultEnvironment(cpus: stage.cpus).merging(stage.env) { _, mine in mine }
     }
 
+    /// The image `stage` runs on: its own `image:`, else the recipe's.
+    public func image(for stage: Stage) -> ImageReference { stage.image ?? recipeImage }
+
+    /// The resolved pinned image `stage` runs on, if it runs on one that was resolved.
+    public func pinnedImage(for stage: Stage) -> ResolvedImage? {
+        guard case .pinned(_, let digest) = image(for: stage) else { return nil }
+        return pinnedImages.first { $0.digest == digest }
+    }
+
     /// The environment a stage runs with (and its key holds): the sandbox defaults, then the
     /// pinned image's Env (its PATH wins over the default one), then the recipe's and the stage's.
     public func environment(for stage: Stage) -> [String: String] {
-        guard let imageEnv = pinnedImage?.record?.environment, !imageEnv.isEmpty else { return Self.environment(for: stage) }
+        guard let imageEnv = pinnedImage(for: stage)?.record?.environment, !imageEnv.isEmpty else { return Self.environment(for: stage) }
         return SandboxSpec.defaultEnvironment(cpus: stage.cpus).merging(imageEnv) { _, image in image }
             .merging(stage.env) { _, mine in mine }
     }
@@ -102,7 +111,7 @@ public struct Planner: Sendable {
         var params: [String: String] = [:]
         for (name, value) in recipe.paramValues(for: stage) { params[name] = Self.typed(value) }
         let image: String
-        switch recipe.image {
+        switch recipe.image(for: stage) {
         case .host: image = "host:\(hostFingerprint)"
         case .pinned(_, let digest): image = digest.description
         }

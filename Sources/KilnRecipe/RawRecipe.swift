@@ -33,6 +33,7 @@ struct RawRecipe {
         var memoryBytes: UInt64?
         var timeoutSeconds: Double?
         var network = NetworkMode.none
+        var image: ImageReference?
         var matrix: [MatrixVariable] = []
     }
 
@@ -46,7 +47,7 @@ struct RawRecipe {
     var stages: [RawStage] = []
 
     static let topKeys = ["kiln", "name", "image", "env", "params", "stages"]
-    static let stageKeys = ["run", "inputs", "outputs", "metrics", "gates", "cpus", "memory", "timeout", "network", "env", "matrix"]
+    static let stageKeys = ["run", "inputs", "outputs", "metrics", "gates", "cpus", "memory", "timeout", "network", "env", "matrix", "image"]
     static let supportedVersions = [1]
     /// Variants one matrix stage may expand into.
     static let maxVariants = 10_000
@@ -260,6 +261,8 @@ struct RawRecipe {
                                 hint: "write a duration such as 90s, 10m or 1h30m")
                     }
                 }
+            case "image":
+                if let text = d.text(value, "a stage's `image:` (host or NAME@sha256:HEX)") { stage.image = Self.image(text, &d) }
             case "network":
                 if let text = d.text(value, "`network:`") {
                     if let mode = NetworkMode(rawValue: text.value) { stage.network = mode } else {

@@ -23,6 +23,9 @@ public struct Recipe: Sendable {
 
     /// The stage or variant with this exact name.
     public func stage(named name: String) -> Stage? { stages.first { $0.name == name } }
+
+    /// The image `stage` runs on: its own `image:`, else the recipe's.
+    public func image(for stage: Stage) -> ImageReference { stage.image ?? image }
 }
 
 /// `image: {name: N, build: {from: debian:SUITE, packages: [...]}, pinned: N@sha256:HEX}`.
@@ -124,6 +127,8 @@ public struct Stage: Hashable, Sendable {
     /// Wall-clock limit in seconds, if set.
     public var timeoutSeconds: Double?
     public var network: NetworkMode
+    /// `image:` on the stage: its own pinned image (or `host`) instead of the recipe's; nil: the recipe's.
+    public var image: ImageReference? = nil
     /// The params whose values this stage's command, env or paths use (sorted by name): its action
     /// key holds only these, so changing another param leaves the stage cached.
     public var paramsUsed: [String]

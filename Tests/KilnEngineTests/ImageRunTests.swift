@@ -27,15 +27,15 @@ import Testing
     static let digestA = Digest.of(Array("image a".utf8))
     static let digestB = Digest.of(Array("image b".utf8))
 
-    func keys(image: String, pinned: ResolvedImage?) throws -> [String: Digest] {
+    func keys(image: String, pinned: [ResolvedImage], yaml: String? = nil) throws -> [String: Digest] {
         let dir = ScratchDirectory("planner-image")
         try "hello".write(toFile: dir("in.txt"), atomically: true, encoding: .utf8)
-        let recipe = try Recipe(parsing: Array(Self.recipe(image: image).utf8), file: "recipes/t.yaml", fileExists: { _ in true })
-        let planner = Planner(workspace: dir.path, statCache: StatCache(path: nil), hostFingerprint: Digest.of([1]), image: recipe.image, pinnedImage: pinned)
+        let recipe = try Recipe(parsing: Array((yaml ?? Self.recipe(image: image)).utf8), file: "recipes/t.yaml", fileExists: { _ in true })
+        let planner = Planner(workspace: dir.path, statCache: StatCache(path: nil), hostFingerprint: Digest.of([1]), image: recipe.image, pinnedImages: pinned)
         var out: [String: Digest] = [:]
         for stage in recipe.stages {
             let inputs = try planner.keyInputs(for: stage, in: recipe, upstream: ["a.txt": Digest.of([9])])
-            if case .pinned(_, let d) = recipe.image { #expect(inputs.image == d.description, "the key holds the digest form") }
+            if case .pinned(_, let d) = recipe.image(for: stage) { #expect(inputs.image == d.description, "the key holds the digest form") }
             out[stage.name] = inputs.key
         }
         return out
@@ -47,18 +47,31 @@ import Testing
     }
 
     @Test func theImageDigestIsInEveryStagesKeyAndOnlyItsDigest() throws {
-        let host = try keys(image: "host", pinned: nil)
-        let a = try keys(image: "base@\(Self.digestA)", pinned: pinned("base", Self.digestA))
-        let b = try keys(image: "base@\(Self.digestB)", pinned: pinned("base", Self.digestB))
-        let renamed = try keys(image: "other@\(Self.digestA)", pinned: pinned("other", Self.digestA))
-        let withEnv = try keys(image: "base@\(Self.digestA)", pinned: pinned("base", Self.digestA, env: ["PATH=/opt/bin:/bin"]))
+        let host = try keys(image: "host", pinned: [])
+        let a = try keys(image: "base@\(Self.digestA)", pinned: [pinned("base", Self.digestA)])
+        let b = try keys(image: "base@\(Self.digestB)", pinned: [pinned("base", Self.digestB)])
+        let renamed = try keys(image: "other@\(Self.digestA)", pinned: [pinned("other", Self.digestA)])
+        let withEnv = try keys(image: "base@\(Self.digestA)", pinned: [pinned("base", Self.digestA, env: ["PATH=/opt/bin:/bin"])])
         for stage in ["a", "b"] {
             #expect(a[stage] != host[stage], "host → image changes \(stage)")
             #expect(a[stage] != b[stage], "another digest changes \(stage)")
             #expect(a[stage] == renamed[stage], "the name alone does not change \(stage)")
             #expect(a[stage] != withEnv[stage], "the image's Env is part of \(stage)'s environment")
         }
-        #expect(try keys(image: "base@\(Self.digestA)", pinned: pinned("base", Self.digestA)) == a, "stable")
+        #expect(try keys(image: "base@\(Self.digestA)", pinned: [pinned("base", Self.digestA)]) == a, "stable")
+    }
+
+    @Test func aStagesOwnImageKeepsItOutOfTheRecipesImageChange() throws {
+        let digestC = Digest.of(Array("image c".utf8))
+        func yaml(_ recipeImage: Digest) -> String {
+            Self.recipe(image: "base@\(recipeImage)") + "\n  c:\n    image: tool@\(digestC)\n    run: echo c > c.txt\n    outputs: [c.txt]\n  d:\n    image: host\n    run: echo d > d.txt\n    outputs: [d.txt]\n"
+        }
+        let images = [pinned("base", Self.digestA), pinned("base", Self.digestB), pinned("tool", digestC)]
+        let before = try keys(image: "", pinned: images, yaml: yaml(Self.digestA))
+        let after = try keys(image: "", pinned: images, yaml: yaml(Self.digestB))
+        #expect(before["a"] != after["a"] && before["b"] != after["b"], "the stages on the recipe's image")
+        #expect(before["c"] == after["c"], "a stage with its own image")
+        #expect(before["d"] == after["d"], "a stage with image: host")
     }
 
     @Test(.enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
@@ -82,6 +95,27 @@ import Testing
         #expect(stale.status == 0, "\(stale)")
         #expect(stale.stdout.components(separatedBy: "\"status\":\"run\"").count - 1 == 2, "\(stale)")
         #expect(!stale.stdout.contains("\"status\":\"cached\""), "\(stale)")
+    }
+
+    @Test(.enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
+    func oneStageOnAnImageTheOthersOnTheHost() async throws {
+        let ws = try TestWorkspace("kiln: 1\nstages: {}\n")
+        let reference = try importImage(ws, name: "bb", extra: nil)
+        try ws.write("recipes/t.yaml", """
+            kiln: 1
+            stages:
+              onhost:
+                run: test -e /usr/bin/python3 && echo host > h.txt
+                outputs: [h.txt]
+              onimage:
+                image: \(reference)
+                run: test -e /usr/bin/python3 || echo image > i.txt
+                outputs: [i.txt]
+            """)
+        let run = await ws.run()
+        #expect(run.status == 0, "\(run)")
+        #expect(ws.read("h.txt") == "host\n")
+        #expect(ws.read("i.txt") == "image\n")
     }
 
     func importImage(_ ws: TestWorkspace, name: String, extra: String?) throws -> String {
