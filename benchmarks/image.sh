@@ -5,6 +5,7 @@
 #   kiln sandbox run -- /bin/true                (the host's /usr, read-only)
 # Prints the medians and the ratio image / host (target: at most 1.1).
 #   RUNS=200 benchmarks/image.sh        KILN=path/to/kiln benchmarks/image.sh (skip the release build)
+#   IMAGE=debian-py CACHE=/path/to/cache benchmarks/image.sh   (an image already in that cache instead)
 set -eu
 cd "$(dirname "$0")/.."
 runs=${RUNS:-200}
@@ -18,14 +19,19 @@ fi
 work=$(mktemp -d /tmp/kiln-bench-image-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-mkdir -p "$work/root/bin" "$work/root/etc"
-cp /bin/busybox "$work/root/bin/busybox"
-for applet in sh true ls cat echo; do ln -s busybox "$work/root/bin/$applet"; done
-ref=$("$KILN" image import "$work/root" --name bench-busybox --cache "$work/cache" 2>/dev/null)
+cache=${CACHE:-$work/cache}
+if [ -n "${IMAGE:-}" ]; then
+    ref=$IMAGE   # an image already in $CACHE, such as one from kiln image build
+else
+    mkdir -p "$work/root/bin" "$work/root/etc"
+    cp /bin/busybox "$work/root/bin/busybox"
+    for applet in sh true ls cat echo; do ln -s busybox "$work/root/bin/$applet"; done
+    ref=$("$KILN" image import "$work/root" --name bench-busybox --cache "$cache" 2>/dev/null)
+fi
 # Extract it once (first use), so the rounds measure starting a stage, not extracting.
-"$KILN" sandbox run --cache "$work/cache" --image "$ref" -- /bin/true
+"$KILN" sandbox run --cache "$cache" --image "$ref" -- /bin/true
 
-python3 - "$KILN" "$work/cache" "$ref" "$runs" <<'PY'
+python3 - "$KILN" "$cache" "$ref" "$runs" <<'PY'
 import statistics, subprocess, sys, time
 kiln, cache, ref, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 commands = {

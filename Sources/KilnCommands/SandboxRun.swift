@@ -146,7 +146,10 @@ extension Kiln.Sandbox {
         func imageSpec(_ reference: String) throws -> SandboxSpec {
             var spec = self.spec
             do throws(StoreError) {
-                let store = try Store(root: CacheLocation.resolve(option: cache).path)
+                let location = CacheLocation.resolve(option: cache).path
+                guard let store = try Store.existing(root: location) else {
+                    throw StoreError(.notFound, "there is no cache at \(location), so no image \(reference): give --cache DIR or set KILN_CACHE, or import it with `kiln image import SOURCE --name NAME`.")
+                }
                 let images = ImageStore(store: store)
                 let resolved = try images.resolve(reference)
                 spec.root = .image(path: try images.root(of: resolved))

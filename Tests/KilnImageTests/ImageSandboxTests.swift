@@ -80,8 +80,14 @@ struct ImageSandboxTests {
         let output = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "nope@" + digest, "--", "sh"])
         #expect(output.status == 1, "\(output)")
         #expect(output.stderr.contains("kiln image import"), "\(output)")
+        #expect(!FileManager.default.fileExists(atPath: scratch("cache")), "looking for an image creates no cache")
+        #expect(output.stderr.contains("there is no cache at"), "\(output)")
+        _ = try Store(root: scratch("cache"))
         let byName = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "nope", "--", "sh"])
+        #expect(byName.status == 1, "\(byName)")
         #expect(byName.stderr.contains("no image named 'nope'"), "\(byName)")
+        let byDigest = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "nope@" + digest, "--", "sh"])
+        #expect(byDigest.stderr.contains("is not in the cache") && byDigest.stderr.contains("kiln image import"), "\(byDigest)")
     }
 
     @Test func rmIsRefusedWhileAKeptRunNamesTheImageAndForcedOtherwise() throws {
