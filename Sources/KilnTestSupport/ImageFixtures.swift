@@ -61,8 +61,10 @@ public enum ImageFixtures {
 
     /// Writes an OCI image layout at `dir` holding the given layer tars (copied in as blobs),
     /// and a config with `env` and `workingDir`. Returns the manifest's digest hex.
+    /// With `multiPlatform`, index.json names an image index listing a decoy manifest for another
+    /// architecture first (whose layer is missing), then the real one for this machine's.
     @discardableResult
-    public static func writeOCILayout(at dir: String, layers: [String], env: [String], workingDir: String) throws -> String {
+    public static func writeOCILayout(at dir: String, layers: [String], env: [String], workingDir: String, multiPlatform: Bool = false) throws -> String {
         let fm = FileManager.default
         let blobs = dir + "/blobs/sha256"
         try fm.createDirectory(atPath: blobs, withIntermediateDirectories: true)
@@ -85,7 +87,24 @@ public enum ImageFixtures {
                                        "config": ["mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + configHex, "size": configSize],
                                        "layers": layerDescriptors]
         let (manifestHex, manifestSize) = try blob(try JSONSerialization.data(withJSONObject: manifest))
-        let index: [String: Any] = ["schemaVersion": 2, "manifests": [["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + manifestHex, "size": manifestSize]]]
+        var top: [String: Any] = ["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + manifestHex, "size": manifestSize]
+        if multiPlatform {
+            var uts = utsname()
+            uname(&uts)
+            let machine = withUnsafeBytes(of: uts.machine) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            let arch = machine == "aarch64" ? "arm64" : "amd64"
+            let other = arch == "amd64" ? "arm64" : "amd64"
+            var decoy = manifest
+            decoy["layers"] = [["mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + String(repeating: "0", count: 64), "size": 1]]
+            let (decoyHex, decoySize) = try blob(try JSONSerialization.data(withJSONObject: decoy))
+            let nested: [String: Any] = ["schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+                ["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + decoyHex, "size": decoySize, "platform": ["architecture": other, "os": "linux"]],
+                ["mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + manifestHex, "size": manifestSize, "platform": ["architecture": arch, "os": "linux"]],
+            ]]
+            let (nestedHex, nestedSize) = try blob(try JSONSerialization.data(withJSONObject: nested))
+            top = ["mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + nestedHex, "size": nestedSize]
+        }
+        let index: [String: Any] = ["schemaVersion": 2, "manifests": [top]]
         try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: dir + "/index.json"))
         try #"{"imageLayoutVersion":"1.0.0"}"#.write(toFile: dir + "/oci-layout", atomically: false, encoding: .utf8)
         return manifestHex

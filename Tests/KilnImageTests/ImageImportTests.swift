@@ -97,6 +97,29 @@ struct ImageImportTests {
         #expect(FileManager.default.fileExists(atPath: root + "/opt/old/c"))
     }
 
+    @Test func multiPlatformIndexAndCompressedLayersAndADockerTarball() throws {
+        let scratch = ScratchDirectory("kiln-image-oci-multi")
+        let images = ImageStore(store: try Store(root: scratch("cache")))
+        let layers = try Self.layers(in: scratch)
+        try ImageFixtures.writeOCILayout(at: scratch("plain"), layers: layers, env: [], workingDir: "/")
+        let plain = try images.importImage(from: scratch("plain"), name: "plain")
+
+        // gzip and zstd layers behind an image index that lists another architecture first.
+        let gz = ChildProcess.shell("gzip -kn '\(layers[0])' && zstd -q '\(layers[1])'")
+        #expect(gz.status == 0, "\(gz)")
+        try ImageFixtures.writeOCILayout(at: scratch("multi"), layers: [layers[0] + ".gz", layers[1] + ".zst"], env: [], workingDir: "/", multiPlatform: true)
+        let multi = try images.importImage(from: scratch("multi"), name: "multi")
+        #expect(multi.digest == plain.digest, "this machine's manifest was picked and the compressed layers read")
+
+        // `docker save` writes a tar file.
+        try ImageFixtures.writeDockerArchive(at: scratch("docker"), layers: layers, env: [], workingDir: "/")
+        let tar = ChildProcess.shell("tar -C '\(scratch("docker"))' -cf '\(scratch("saved.tar"))' .")
+        #expect(tar.status == 0, "\(tar)")
+        let saved = try images.importImage(from: scratch("saved.tar"), name: "saved")
+        #expect(saved.digest == plain.digest)
+        #expect(saved.record?.createdFrom == "docker-archive")
+    }
+
     @Test func ociBlobThatDoesNotMatchItsDigestIsRefused() throws {
         let scratch = ScratchDirectory("kiln-image-oci-corrupt")
         let images = ImageStore(store: try Store(root: scratch("cache")))
