@@ -24,12 +24,10 @@ extension Kiln.Image {
                 let image = try images.resolve(reference)
                 let runs = images.runsUsing(image)
                 if !runs.isEmpty && !force {
-                    do throws(StoreError) { _ = try images.remove(image, force: false) } catch {
-                        storeErrorLine("kiln: \(error.message)")
-                    }
+                    storeErrorLine("kiln: \(ImageStore.inUse(image, runs: runs))")
                     throw ExitCode.failure
                 }
-                let names = try images.remove(image, force: force)
+                let names = try images.remove(image, force: true)
                 storeOutputLine("removed \(image.digest)\(names.isEmpty ? "" : " (\(names.joined(separator: ", ")))")\(runs.isEmpty ? "" : "; still named by \(runs.count) run(s)")")
             }
         }

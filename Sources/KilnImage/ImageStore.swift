@@ -161,6 +161,12 @@ public struct ImageStore: Sendable {
 
     // MARK: Removal
 
+    /// Why `image` may not be removed while `runs` name it.
+    public static func inUse(_ image: ResolvedImage, runs: [String]) -> String {
+        let shown = runs.prefix(5).joined(separator: ", ") + (runs.count > 5 ? " and \(runs.count - 5) more" : "")
+        return "image \(image.reference) is used by the kept run\(runs.count == 1 ? "" : "s") \(shown): removing it would make \(runs.count == 1 ? "that run" : "those runs") impossible to replay. Drop the runs first (`kiln cache gc --keep-last N`), or pass --force."
+    }
+
     /// The runs whose kept record names the image's archive.
     public func runsUsing(_ image: ResolvedImage) -> [String] {
         store.runsNaming(image.digest)
@@ -172,10 +178,7 @@ public struct ImageStore: Sendable {
     /// record names the digest, unless `force`. Returns the names removed.
     public func remove(_ image: ResolvedImage, force: Bool) throws(StoreError) -> [String] {
         let runs = runsUsing(image)
-        if !runs.isEmpty && !force {
-            let shown = runs.prefix(5).joined(separator: ", ") + (runs.count > 5 ? " and \(runs.count - 5) more" : "")
-            throw StoreError(.invalidArgument, "image \(image.reference) is used by the kept run\(runs.count == 1 ? "" : "s") \(shown): removing it would make \(runs.count == 1 ? "that run" : "those runs") impossible to replay. Drop the runs first (`kiln cache gc --keep-last N`), or pass --force.")
-        }
+        if !runs.isEmpty && !force { throw StoreError(.invalidArgument, Self.inUse(image, runs: runs)) }
         var removed: [String] = []
         for named in list() where named.digest == image.digest {
             if let name = named.name {
