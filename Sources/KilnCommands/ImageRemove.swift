@@ -27,7 +27,7 @@ extension Kiln.Image {
                     storeErrorLine("kiln: \(ImageStore.inUse(image, runs: runs))")
                     throw ExitCode.failure
                 }
-                let names = try images.remove(image, force: true)
+                let names = try images.remove(image, force: true) { storeErrorLine("kiln: \($0)") }
                 storeOutputLine("removed \(image.digest)\(names.isEmpty ? "" : " (\(names.joined(separator: ", ")))")\(runs.isEmpty ? "" : "; still named by \(runs.count) run(s)")")
             }
         }

@@ -152,7 +152,10 @@ extension Kiln.Sandbox {
                 }
                 let images = ImageStore(store: store)
                 let resolved = try images.resolve(reference)
-                spec.root = .image(path: try images.root(of: resolved))
+                // Held until this process exits (it ends with the sandbox): rm and gc leave the tree.
+                let use = try images.use(resolved)
+                ImageUseHold.current = use
+                spec.root = .image(path: use.path)
                 if let record = resolved.record {
                     spec.environment = record.environment.merging(spec.environment) { _, mine in mine }
                     if workingDirectory == nil, let dir = record.workingDir { spec.workingDirectory = dir }
@@ -290,4 +293,9 @@ func printError(_ message: String) {
     var line = message
     line.append("\n")
     line.utf8CString.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count - 1) }
+}
+
+/// The image tree `kiln sandbox run --image` holds while its sandbox runs (see `Store.useImageRoot`).
+enum ImageUseHold {
+    nonisolated(unsafe) static var current: ImageRootUse?
 }

@@ -78,7 +78,8 @@ public struct Executor: Sendable {
     }
 
     func runInSandbox(_ stage: Stage, key: Digest) async throws(EngineError) -> StageOutcome {
-        let root = try ImageResolution.root(for: stage, planner: planner, store: store)
+        let (root, imageInUse) = try ImageResolution.root(for: stage, planner: planner, store: store)
+        defer { imageInUse?.release() }
         let staging = try Staging(in: store.tmpDirectory)
         defer { staging.remove() }
         let work = staging.work

@@ -22,14 +22,16 @@ public enum ImageResolution {
         return found
     }
 
-    /// The sandbox root for `stage`: the host's toolchain, or the extracted pinned image.
-    static func root(for stage: Stage, planner: Planner, store: Store) throws(EngineError) -> SandboxSpec.Root {
-        guard case .pinned = planner.image(for: stage) else { return .hostToolchain }
+    /// The sandbox root for `stage`: the host's toolchain, or the extracted pinned image, held
+    /// (not removable by `kiln image rm` or gc) until the returned use is released.
+    static func root(for stage: Stage, planner: Planner, store: Store) throws(EngineError) -> (SandboxSpec.Root, ImageRootUse?) {
+        guard case .pinned = planner.image(for: stage) else { return (.hostToolchain, nil) }
         guard let image = planner.pinnedImage(for: stage) else {
             throw EngineError(.missingImage, "stage '\(stage.name)': its image \(planner.image(for: stage)) was not looked up in the cache (ImageResolution.resolve) before running.")
         }
         do {
-            return .image(path: try store.imageRoot(image.digest))
+            let use = try store.useImageRoot(image.digest)
+            return (.image(path: use.path), use)
         } catch {
             throw EngineError(.missingImage, "stage '\(stage.name)': cannot extract its image \(image.reference): \(error.message)")
         }

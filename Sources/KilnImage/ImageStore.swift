@@ -159,6 +159,11 @@ public struct ImageStore: Sendable {
         try store.imageRoot(image.digest)
     }
 
+    /// The extracted root of `image` held for a sandbox until `release()` (see `Store.useImageRoot`).
+    public func use(_ image: ResolvedImage) throws(StoreError) -> ImageRootUse {
+        try store.useImageRoot(image.digest)
+    }
+
     // MARK: Removal
 
     /// Why `image` may not be removed while `runs` name it.
@@ -176,7 +181,7 @@ public struct ImageStore: Sendable {
     /// extracted tree; the archive and record blobs, named by nothing then, go at the next
     /// `kiln cache gc` (which keeps them while a kept run names them). Refused while a kept run
     /// record names the digest, unless `force`. Returns the names removed.
-    public func remove(_ image: ResolvedImage, force: Bool) throws(StoreError) -> [String] {
+    public func remove(_ image: ResolvedImage, force: Bool, progress: (String) -> Void = { _ in }) throws(StoreError) -> [String] {
         let runs = runsUsing(image)
         if !runs.isEmpty && !force { throw StoreError(.invalidArgument, Self.inUse(image, runs: runs)) }
         var removed: [String] = []
@@ -186,7 +191,9 @@ public struct ImageStore: Sendable {
                 removed.append(name)
             }
         }
-        store.removeImageRoot(image.digest)
+        if !store.removeImageRoot(image.digest) {
+            progress("its extracted tree is in use by a running sandbox and stays; kiln cache gc removes it later")
+        }
         return removed
     }
 }

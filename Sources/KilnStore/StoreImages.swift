@@ -30,8 +30,27 @@ public final class StagingDirectory {
     deinit { remove() }
 }
 
+/// An extracted image tree in use (`Store.useImageRoot`); `release()` (or deinit) ends the use.
+public final class ImageRootUse: @unchecked Sendable {
+    public let path: String
+    private var fd: Int32
+
+    init(path: String, fd: Int32) {
+        self.path = path
+        self.fd = fd
+    }
+
+    public func release() {
+        if fd >= 0 { Sys.close(fd) }
+        fd = -1
+    }
+
+    deinit { release() }
+}
+
 /// Image trees: `images/<hex>/` holds the extracted root filesystem of the image archive blob
-/// `sha256:<hex>` (derived state: safe to delete, rebuilt from the blob on next use).
+/// `sha256:<hex>` (derived state: safe to delete, rebuilt from the blob on next use);
+/// `images/<hex>.lock` is held shared by every sandbox running on it.
 extension Store {
     public var imagesDirectory: String { Sys.join(root, "images") }
 
@@ -97,12 +116,35 @@ extension Store {
         }
     }
 
-    /// Removes the extracted tree of image `d` (renamed into `tmp/` first, so nobody sees half of it).
-    public func removeImageRoot(_ d: Digest) {
+    /// Uses the extracted tree of image `d` (extracting it if needed) until `release()`: a shared
+    /// lock on `images/<hex>.lock` that `removeImageRoot` respects, so a tree is never deleted
+    /// under a running sandbox. The lock is taken before the tree is looked at.
+    public func useImageRoot(_ d: Digest) throws(StoreError) -> ImageRootUse {
+        try Sys.makeDirectories(imagesDirectory)
+        let lock = Sys.join(imagesDirectory, d.hex + ".lock")
+        let fd = try Sys.call("open", lock) { open(lock, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644) }
+        _ = flock(fd, LOCK_SH)
+        do throws(StoreError) {
+            return ImageRootUse(path: try imageRoot(d), fd: fd)
+        } catch {
+            Sys.close(fd)
+            throw error
+        }
+    }
+
+    /// Removes the extracted tree of image `d` (renamed into `tmp/` first, so nobody sees half of
+    /// it), unless a sandbox is using it (`useImageRoot`): then it stays, and false is returned.
+    @discardableResult
+    public func removeImageRoot(_ d: Digest) -> Bool {
         let target = Sys.join(imagesDirectory, d.hex)
-        guard Sys.isDirectory(target) else { return }
+        guard Sys.isDirectory(target) else { return true }
+        let lock = Sys.join(imagesDirectory, d.hex + ".lock")
+        let fd = open(lock, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
+        defer { if fd >= 0 { Sys.close(fd) } }
+        guard fd >= 0, flock(fd, LOCK_EX | LOCK_NB) == 0 else { return false }
         let doomed = Sys.join(tmpDirectory, "image-rm.\(getpid()).\(Sys.randomSuffix())")
         if rename(target, doomed) == 0 { Sys.removeTree(doomed) }
+        return true
     }
 
     /// Removes extracted trees whose archive blob is gone (gc deleted it): they are derived from it.

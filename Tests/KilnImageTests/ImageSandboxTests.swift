@@ -120,6 +120,39 @@ struct ImageSandboxTests {
     }
 }
 
+/// A tree in use by a sandbox is not deleted under it.
+@Suite(.enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
+struct ImageInUseTests {
+    @Test func rmAndGcLeaveTheTreeOfARunningSandbox() async throws {
+        let scratch = ScratchDirectory("kiln-image-inuse")
+        try ImageFixtures.makeBusyboxTree(at: scratch("root"))
+        let imported = ChildProcess.kiln(["image", "import", scratch("root"), "--name", "bb", "--cache", scratch("cache")])
+        #expect(imported.status == 0, "\(imported)")
+        let hex = String(imported.stdout.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst("bb@sha256:".count))
+        let running = Task.detached {
+            ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--", "sh", "-c", "sleep 2; cat /etc/motd"])
+        }
+        // Wait until the sandbox holds the tree (it is extracted by then).
+        var waited = 0
+        while !FileManager.default.fileExists(atPath: scratch("cache/images/" + hex + "/bin")) && waited < 100 {
+            try await Task.sleep(for: .milliseconds(20))
+            waited += 1
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let removed = ChildProcess.kiln(["image", "rm", "bb", "--cache", scratch("cache")])
+        #expect(removed.status == 0, "\(removed)")
+        #expect(removed.stderr.contains("in use by a running sandbox"), "\(removed)")
+        let gc = ChildProcess.kiln(["cache", "gc", "--cache", scratch("cache")])
+        #expect(gc.status == 0, "\(gc)")
+        let output = await running.value
+        #expect(output.status == 0, "\(output)")
+        #expect(output.stdout == "kiln test image\n", "the tree stayed whole under the sandbox: \(output)")
+        let again = ChildProcess.kiln(["cache", "gc", "--cache", scratch("cache")])
+        #expect(again.status == 0, "\(again)")
+        #expect(!FileManager.default.fileExists(atPath: scratch("cache/images/" + hex)), "gc removes it once it is free")
+    }
+}
+
 /// First use extracts the image; processes starting at once must each see a whole tree.
 @Suite(.enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
 struct ImageExtractionTests {
@@ -150,7 +183,7 @@ struct ImageExtractionTests {
             #expect(output.status == 0, "\(output)")
             #expect(output.stdout.trimmingCharacters(in: .whitespaces) == "400\n", "\(output)")
         }
-        let images = try FileManager.default.contentsOfDirectory(atPath: scratch("cache/images"))
+        let images = try FileManager.default.contentsOfDirectory(atPath: scratch("cache/images")).filter { !$0.hasSuffix(".lock") }
         #expect(images.count == 1, "one tree, no leftovers: \(images)")
         #expect((try FileManager.default.contentsOfDirectory(atPath: scratch("cache/tmp"))).isEmpty, "staging removed")
     }
