@@ -149,7 +149,20 @@ extension Store {
 
     /// Removes extracted trees whose archive blob is gone (gc deleted it): they are derived from it.
     func pruneImageRoots() {
-        for name in (try? Sys.listDirectory(imagesDirectory)) ?? [] {
+        let names = (try? Sys.listDirectory(imagesDirectory)) ?? []
+        // Trees first, then the locks they leave unused.
+        for name in names.filter({ !$0.hasSuffix(".lock") }) + names.filter({ $0.hasSuffix(".lock") }) {
+            if name.hasSuffix(".lock") {
+                // A lock whose archive and tree are gone: nobody can use that image any more.
+                guard let d = Digest(hex: name.dropLast(5)), !contains(d), !Sys.isDirectory(Sys.join(imagesDirectory, d.hex)) else { continue }
+                let path = Sys.join(imagesDirectory, name)
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                if fd >= 0 {
+                    if flock(fd, LOCK_EX | LOCK_NB) == 0 { unlink(path) }
+                    Sys.close(fd)
+                }
+                continue
+            }
             guard let d = Digest(hex: name), !contains(d) else { continue }
             removeImageRoot(d)
         }

@@ -150,6 +150,7 @@ struct ImageInUseTests {
         let again = ChildProcess.kiln(["cache", "gc", "--cache", scratch("cache")])
         #expect(again.status == 0, "\(again)")
         #expect(!FileManager.default.fileExists(atPath: scratch("cache/images/" + hex)), "gc removes it once it is free")
+        #expect(!FileManager.default.fileExists(atPath: scratch("cache/images/" + hex + ".lock")), "and its lock file")
     }
 }
 
