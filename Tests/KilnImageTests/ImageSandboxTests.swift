@@ -129,21 +129,30 @@ struct ImageInUseTests {
         let imported = ChildProcess.kiln(["image", "import", scratch("root"), "--name", "bb", "--cache", scratch("cache")])
         #expect(imported.status == 0, "\(imported)")
         let hex = String(imported.stdout.trimmingCharacters(in: .whitespacesAndNewlines).dropFirst("bb@sha256:".count))
-        let running = Task.detached {
-            ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--", "sh", "-c", "sleep 2; cat /etc/motd"])
+        try FileManager.default.createDirectory(atPath: scratch("signal"), withIntermediateDirectories: true)
+        // On a thread of its own (a blocked pool thread could starve the suite); the command
+        // waits for signal/go, which the test makes after rm and gc.
+        let running = Task {
+            await withCheckedContinuation { continuation in
+                Thread.detachNewThread {
+                    continuation.resume(returning: ChildProcess.kiln([
+                        "sandbox", "run", "--cache", scratch("cache"), "--image", "bb", "--ro-bind", scratch("signal"), "/work/signal", "--",
+                        "sh", "-c", "while ! test -e /work/signal/go; do sleep 0.05; done; cat /etc/motd"]))
+                }
+            }
         }
-        // Wait until the sandbox holds the tree (it is extracted by then).
+        // The sandbox takes its hold before it extracts the tree: once the tree is there, it is held.
         var waited = 0
-        while !FileManager.default.fileExists(atPath: scratch("cache/images/" + hex + "/bin")) && waited < 100 {
+        while !FileManager.default.fileExists(atPath: scratch("cache/images/" + hex + "/bin")) && waited < 1500 {
             try await Task.sleep(for: .milliseconds(20))
             waited += 1
         }
-        try await Task.sleep(for: .milliseconds(300))
         let removed = ChildProcess.kiln(["image", "rm", "bb", "--cache", scratch("cache")])
         #expect(removed.status == 0, "\(removed)")
         #expect(removed.stderr.contains("in use by a running sandbox"), "\(removed)")
         let gc = ChildProcess.kiln(["cache", "gc", "--cache", scratch("cache")])
         #expect(gc.status == 0, "\(gc)")
+        try "".write(toFile: scratch("signal/go"), atomically: false, encoding: .utf8)
         let output = await running.value
         #expect(output.status == 0, "\(output)")
         #expect(output.stdout == "kiln test image\n", "the tree stayed whole under the sandbox: \(output)")
