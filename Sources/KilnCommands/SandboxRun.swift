@@ -162,7 +162,9 @@ extension Kiln.Sandbox {
                 }
             } catch {
                 printError("kiln: \(error.message)")
-                throw ExitCode(storeExitCode(for: error))
+                let code = storeExitCode(for: error)
+                if json { try? printJSON(SandboxRunFailure(imageError: error, kilnExitCode: code)) }
+                throw ExitCode(code)
             }
             return spec
         }
@@ -227,6 +229,12 @@ struct SandboxRunFailure: Encodable {
     }
     var error: Detail
     var kilnExitCode: Int32
+
+    /// `--image` could not be found or extracted (code `image.<store error code>`).
+    init(imageError: StoreError, kilnExitCode: Int32) {
+        self.error = Detail(code: "image." + imageError.code.rawValue, message: imageError.message, step: nil, errno: imageError.errno?.rawValue)
+        self.kilnExitCode = kilnExitCode
+    }
 
     init(error: SandboxError, kilnExitCode: Int32) {
         self.error = Detail(code: error.code.rawValue, message: error.message, step: error.step, errno: error.errno?.rawValue)

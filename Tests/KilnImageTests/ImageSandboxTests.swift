@@ -88,6 +88,10 @@ struct ImageSandboxTests {
         #expect(byName.stderr.contains("no image named 'nope'"), "\(byName)")
         let byDigest = ChildProcess.kiln(["sandbox", "run", "--cache", scratch("cache"), "--image", "nope@" + digest, "--", "sh"])
         #expect(byDigest.stderr.contains("is not in the cache") && byDigest.stderr.contains("kiln image import"), "\(byDigest)")
+        let json = ChildProcess.kiln(["sandbox", "run", "--json", "--cache", scratch("cache"), "--image", "nope", "--", "sh"])
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], "\(json)")
+        #expect((report["error"] as? [String: Any])?["code"] as? String == "image.notFound", "\(json)")
+        #expect(report["kilnExitCode"] as? Int == 1)
     }
 
     @Test func rmIsRefusedWhileAKeptRunNamesTheImageAndForcedOtherwise() throws {
