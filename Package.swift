@@ -64,16 +64,22 @@ let package = Package(
             dependencies: ["CLibYAML", "KilnSandbox", "KilnStore"],
             swiftSettings: swiftSettings
         ),
+        // Images: import (directories, tars, OCI layouts, docker archives), records, lookup.
+        .target(
+            name: "KilnImage",
+            dependencies: ["KilnStore"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "KilnEngine",
-            dependencies: ["KilnSandbox", "KilnStore", "KilnRecipe"],
+            dependencies: ["KilnSandbox", "KilnStore", "KilnRecipe", "KilnImage"],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "KilnCommands",
             dependencies: [
                 // CKilnSandbox: `kiln run`'s interrupt handler (Interrupts.swift) is C.
-                "CKilnSandbox", "KilnEngine", "KilnRecipe", "KilnSandbox", "KilnStore",
+                "CKilnSandbox", "KilnEngine", "KilnImage", "KilnRecipe", "KilnSandbox", "KilnStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -99,7 +105,8 @@ let package = Package(
             dependencies: ["KilnStore", "KilnTestSupport", "kiln"],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe"], swiftSettings: swiftSettings),
-        .testTarget(name: "KilnEngineTests", dependencies: ["KilnEngine", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnRecipeTests", dependencies: ["KilnRecipe", "KilnStore"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnImageTests", dependencies: ["KilnImage", "KilnStore", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
+        .testTarget(name: "KilnEngineTests", dependencies: ["KilnEngine", "KilnImage", "KilnTestSupport", "kiln"], swiftSettings: swiftSettings),
     ]
 )

@@ -5,7 +5,7 @@
 #   2. what recording adds to a no-op `kiln run` (100 cached stages): the summary's
 #      recordSeconds, in a plain folder and in a git work tree (the dirty check spawns git).
 # Each case runs RUNS times (default 5), kiln and tar alternating which goes first; medians are
-# reported. Before each timed run: sync, drop the page cache (as root), then read the input back
+# reported, and every sample is printed. Before each timed run: sync, drop the page cache (as root), then read the input back
 # in, so both tools start from memory (the method of benchmarks/store.sh).
 #
 # Usage: benchmarks/recorder.sh        (builds kiln with `swift build -c release --static-swift-stdlib`)
@@ -71,9 +71,12 @@ for i in $(seq 1 "$RUNS"); do
       timed tar-import "mkdir -p '$WORK/ti$i'; cat '$WORK/k$i.kiln' > /dev/null" "'$TAR' -xf '$WORK/k$i.kiln' -C '$WORK/ti$i'"
     fi
   done
-  rm -rf "$WORK/k$i.kiln" "$WORK/t$i.tar" "$WORK/ki$i" "$WORK/ti$i"
-  sync
 done
+# Deleted only now: this disk is mounted with `discard`, and space freed during the rounds stalled
+# whichever tool ran next (a 3 s tar -c beside its usual 0.8 s).
+rm -rf "$WORK"/k*.kiln "$WORK"/t*.tar "$WORK"/ki* "$WORK"/ti*
+sync
+for k in kiln-export tar-export kiln-import tar-import; do echo "samples $k: ${SAMPLES[$k]}" >&2; done
 ke=$(med kiln-export); te=$(med tar-export); ki=$(med kiln-import); ti=$(med tar-import)
 echo "| 1 GiB run | kiln median (s) | tar median (s) | kiln / tar |"
 echo "|---|---|---|---|"

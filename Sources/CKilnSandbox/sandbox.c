@@ -374,11 +374,19 @@ static void build_root(const kiln_spawn_config *cfg) {
         fail(cfg, KILN_STEP_MOUNT_BASE, errno, cfg->base_dir, 125);
     if (chdir(cfg->base_dir) < 0) fail(cfg, KILN_STEP_MOUNT_BASE, errno, cfg->base_dir, 125);
     if (mkdir("newroot", 0755) < 0 || mkdir("oldroot", 0755) < 0) fail(cfg, KILN_STEP_MKDIR, errno, "newroot", 125);
-    if (mount("tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+    if (!cfg->root_bind && mount("tmpfs", "newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
         fail(cfg, KILN_STEP_MOUNT_BASE, errno, "/newroot", 125);
     // After this the host's root is /oldroot, and base_dir shows the host's own again beneath it.
     if (syscall(SYS_pivot_root, ".", "oldroot") < 0) fail(cfg, KILN_STEP_PIVOT_SETUP, errno, cfg->base_dir, 125);
     if (chdir("/") < 0) fail(cfg, KILN_STEP_PIVOT_SETUP, errno, "/", 125);
+    if (cfg->root_bind) {
+        // An image's tree as the root (its path is under /oldroot, the host's own base_dir showing
+        // again). Read-only at once: nothing the setup does may write into the tree on the host.
+        if (mount(cfg->root_bind, "/newroot", NULL, MS_BIND | MS_REC, NULL) < 0)
+            fail(cfg, KILN_STEP_MOUNT_BIND, errno, cfg->root_bind, 125);
+        if (set_mount_attributes("/newroot", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) < 0)
+            fail(cfg, KILN_STEP_REMOUNT_READONLY, errno, "/newroot", 125);
+    }
 
     for (size_t i = 0; i < cfg->mount_count; i++) apply_mount(cfg, &cfg->mounts[i]);
 

@@ -17,7 +17,7 @@ public struct Kiln: AsyncParsableCommand {
             \(KilnExitCode.documentation)
             """,
         version: KilnVersion.string,
-        subcommands: [Sandbox.self, Run.self, Status.self, Runs.self, Show.self, Logs.self, Diff.self, Replay.self, Verify.self, Export.self, Import.self] + storeCommands
+        subcommands: [Sandbox.self, Run.self, Image.self, Status.self, Runs.self, Show.self, Logs.self, Diff.self, Replay.self, Verify.self, Export.self, Import.self] + storeCommands
     )
 
     public init() {}

@@ -26,6 +26,7 @@ public enum KilnExitCode {
     /// "built, but tests failed"). The stages' results stay cached.
     public static let gateFailed: Int32 = 3
     /// `kiln run`: the recipe is invalid or cannot be found (sysexits' EX_CONFIG); nothing ran.
+    /// Also when the recipe pins an image the cache does not hold.
     public static let recipeInvalid: Int32 = 78
 
     /// The run named does not exist in the cache (sysexits' EX_NOINPUT).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import KilnEngine
+import KilnImage
 import KilnRecipe
 import KilnStore
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import KilnEngine
+import KilnImage
 import KilnRecipe
 import KilnStore
 
@@ -137,8 +138,19 @@ struct PipelineSetup {
         }
         statCache = StatCache(path: store.statCachePath)
         let cacheRelative = RunSetup.relative(location.path, to: ws)
+        let shown = RunSetup.relative(file, to: ws) ?? file
+        if let build = recipe.imageBuild, !build.isLocked {
+            storeErrorLine("kiln: \(shown): its image (build: from \(build.from)) is not locked to a digest yet, so nothing ran. Run `kiln image lock \(shown)`: it builds the image and writes `pinned: \(build.name)@sha256:…` into the recipe.")
+            throw ExitCode(KilnExitCode.recipeInvalid)
+        }
+        // Every pinned image the selected stages use must be in the cache before anything runs.
+        let pinnedImages: [ResolvedImage]
+        do throws(EngineError) { pinnedImages = try ImageResolution.resolve(recipe, stages: selected, store: store, shown: shown) } catch {
+            storeErrorLine("kiln: \(error.message)")
+            throw ExitCode(KilnExitCode.recipeInvalid)
+        }
         fingerprint = HostFingerprint.compute(cache: statCache)
         planner = Planner(workspace: ws, statCache: statCache, hostFingerprint: fingerprint,
-                          image: recipe.image, excluded: cacheRelative.map { [$0] } ?? [])
+                          image: recipe.image, pinnedImages: pinnedImages, excluded: cacheRelative.map { [$0] } ?? [])
     }
 }

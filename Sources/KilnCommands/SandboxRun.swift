@@ -1,6 +1,8 @@
 import ArgumentParser
 import FoundationEssentials
+import KilnImage
 import KilnSandbox
+import KilnStore
 import SystemPackage
 #if canImport(Glibc)
 import Glibc
@@ -20,7 +22,8 @@ extension Kiln.Sandbox {
                 The command runs in new user, mount, pid, network, uts, ipc and cgroup namespaces, on a \
                 read-only tmpfs root that holds only: the host's toolchain (/usr and the /bin /lib /lib64 \
                 /sbin links) read-only, a generated /etc, a fresh /proc, a minimal /dev, a /tmp tmpfs, and \
-                what you mount. It runs as uid/gid \(SandboxSpec.sandboxUID) (\(SandboxSpec.sandboxUser)) with \
+                what you mount. With --image, the image's root filesystem (read-only) replaces the host's \
+                toolchain; kiln's passwd, group, hosts, hostname and nsswitch.conf cover the image's. It runs as uid/gid \(SandboxSpec.sandboxUID) (\(SandboxSpec.sandboxUser)) with \
                 hostname \(SandboxSpec.defaultHostname), no capabilities, no_new_privs, a seccomp filter \
                 (\(SeccompProfile.version)), loopback-only networking and a cleared environment: \
                 PATH=\(SandboxSpec.defaultPath) HOME=\(SandboxSpec.home) LANG=LC_ALL=C.UTF-8 TZ=UTC \
@@ -48,8 +51,14 @@ extension Kiln.Sandbox {
         @Option(name: .customLong("env"), help: ArgumentHelp("Set a variable in the command's environment (repeatable).", valueName: "KEY=VALUE"))
         var environment: [String] = []
 
-        @Option(name: .customLong("cwd"), help: ArgumentHelp("The working directory inside the sandbox.", valueName: "DIR"))
-        var workingDirectory: String = "/"
+        @Option(name: .customLong("cwd"), help: ArgumentHelp("The working directory inside the sandbox (default: the image's WorkingDir, else /).", valueName: "DIR"))
+        var workingDirectory: String?
+
+        @Option(name: .customLong("image"), help: ArgumentHelp("Run on this image's root filesystem instead of the host's toolchain: NAME@sha256:HEX, sha256:HEX, or a NAME in the cache (kiln image ls). Its Env comes before --env.", valueName: "REF"))
+        var image: String?
+
+        @Option(name: .customLong("cache"), help: ArgumentHelp("The cache holding --image (default: $KILN_CACHE, else cache/ of the workspace, else ./cache).", valueName: "dir"))
+        var cache: String?
 
         @Option(help: "The sandbox's hostname.")
         var hostname: String = SandboxSpec.defaultHostname
@@ -127,9 +136,37 @@ extension Kiln.Sandbox {
             }
             let argv = command
             return SandboxSpec(
-                command: argv, mounts: mounts, environment: env, workingDirectory: workingDirectory,
+                command: argv, mounts: mounts, environment: env, workingDirectory: workingDirectory ?? "/",
                 hostname: hostname, network: network,
                 limits: .init(memory: memory.flatMap(Units.bytes), pids: pids, cpus: cpus, timeout: timeout.flatMap(Units.seconds)))
+        }
+
+        /// `spec` on `--image`'s root, with the image's Env under `--env` and its WorkingDir as
+        /// the default `--cwd`.
+        func imageSpec(_ reference: String) throws -> SandboxSpec {
+            var spec = self.spec
+            do throws(StoreError) {
+                let location = CacheLocation.resolve(option: cache).path
+                guard let store = try Store.existing(root: location) else {
+                    throw StoreError(.notFound, "there is no cache at \(location), so no image \(reference): give --cache DIR or set KILN_CACHE, or import it with `kiln image import SOURCE --name NAME`.")
+                }
+                let images = ImageStore(store: store)
+                let resolved = try images.resolve(reference)
+                // Held until this process exits (it ends with the sandbox): rm and gc leave the tree.
+                let use = try images.use(resolved)
+                ImageUseHold.current = use
+                spec.root = .image(path: use.path)
+                if let record = resolved.record {
+                    spec.environment = record.environment.merging(spec.environment) { _, mine in mine }
+                    if workingDirectory == nil, let dir = record.workingDir { spec.workingDirectory = dir }
+                }
+            } catch {
+                printError("kiln: \(error.message)")
+                let code = storeExitCode(for: error)
+                if json { try? printJSON(SandboxRunFailure(imageError: error, kilnExitCode: code)) }
+                throw ExitCode(code)
+            }
+            return spec
         }
 
         /// Synchronous on purpose: the calling thread supervises the sandbox, so a run needs no
@@ -139,8 +176,9 @@ extension Kiln.Sandbox {
             do {
                 // Ctrl-C and friends go to the sandbox (its command has its own session, so the
                 // terminal does not signal it directly); kiln itself waits for the result.
+                let spec = try image.map(imageSpec) ?? self.spec
                 result = try Sandbox.runOnCurrentThread(spec, forwardingSignals: [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
-            } catch {
+            } catch let error as SandboxError {
                 throw report(error)
             }
             if json {
@@ -191,6 +229,12 @@ struct SandboxRunFailure: Encodable {
     }
     var error: Detail
     var kilnExitCode: Int32
+
+    /// `--image` could not be found or extracted (code `image.<store error code>`).
+    init(imageError: StoreError, kilnExitCode: Int32) {
+        self.error = Detail(code: "image." + imageError.code.rawValue, message: imageError.message, step: nil, errno: imageError.errno?.rawValue)
+        self.kilnExitCode = kilnExitCode
+    }
 
     init(error: SandboxError, kilnExitCode: Int32) {
         self.error = Detail(code: error.code.rawValue, message: error.message, step: error.step, errno: error.errno?.rawValue)
@@ -257,4 +301,9 @@ func printError(_ message: String) {
     var line = message
     line.append("\n")
     line.utf8CString.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count - 1) }
+}
+
+/// The image tree `kiln sandbox run --image` holds while its sandbox runs (see `Store.useImageRoot`).
+enum ImageUseHold {
+    nonisolated(unsafe) static var current: ImageRootUse?
 }

@@ -22,6 +22,8 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
         case badRecord
         /// The machine differs from the recorded one, and the caller did not allow it.
         case hostDrift
+        /// The recipe's pinned image is not in the cache (or cannot be extracted).
+        case missingImage
     }
 
     public var code: Code

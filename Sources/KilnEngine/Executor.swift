@@ -144,9 +144,8 @@ public struct Executor: Sendable {
     /// `inputs` (absent for replays) lets the action result name its run-record detail blob.
     func runInSandbox(_ stage: Stage, key: Digest, inputs: ActionKeyInputs? = nil,
                       output: @escaping @Sendable (StageStream, String) -> Void) async throws(EngineError) -> StageOutcome? {
-        if case .pinned = planner.recipeImage {
-            throw EngineError(.sandbox, "stage '\(stage.name)': pinned images are not supported yet; use `image: host`.")
-        }
+        let (root, imageInUse) = try ImageResolution.root(for: stage, planner: planner, store: store)
+        defer { imageInUse?.release() }
         let staging = try Staging(in: store.tmpDirectory)
         defer { staging.remove() }
         let work = staging.work
@@ -195,7 +194,9 @@ public struct Executor: Sendable {
             stdout: .fileDescriptor(FileDescriptor(rawValue: out.writeEnd)),
             stderr: .fileDescriptor(FileDescriptor(rawValue: err.writeEnd)))
         let launched: Result<SandboxResult, SandboxError>
-        do throws(SandboxError) { launched = .success(try await Sandbox.run(spec)) } catch { launched = .failure(error) }
+        do throws(SandboxError) {
+            launched = .success(try await Sandbox.run(ImageResolution.onRoot(spec, root, stage: stage, planner: planner)))
+        } catch { launched = .failure(error) }
         // The readers end once every process of the sandbox has gone (a cancelled one included:
         // the kill takes its whole tree), which closes the pipes' last write ends.
         let logged: Result<Void, EngineError>

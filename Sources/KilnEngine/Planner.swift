@@ -1,3 +1,4 @@
+import KilnImage
 import KilnRecipe
 import KilnSandbox
 import KilnStore
@@ -11,7 +12,8 @@ public struct ActionKeyInputs: Sendable, Equatable {
     public var argv: [String]
     /// The full environment: sandbox defaults, then the recipe's and the stage's env.
     public var environment: [String: String]
-    /// `host:sha256:…` (the host fingerprint) or the image reference.
+    /// `host:sha256:…` (the host fingerprint) or the pinned image's archive digest `sha256:…`
+    /// (its name is left out: renaming an image changes nothing a stage sees).
     public var image: String
     public var sandboxProfile: String
     /// Declared input (as written, `data/`) → digest; a glob → its matches → digests.
@@ -88,20 +90,42 @@ public struct Planner: Sendable {
     public let hostFingerprint: Digest
     /// Paths (relative to the workspace) never walked when expanding globs: the cache, staging.
     public let excluded: [String]
-    /// The recipe's image (the executor refuses what it cannot run yet).
+    /// The recipe's image (a stage's own `image:` overrides it).
     public let recipeImage: ImageReference
+    /// The pinned images found in the cache (`ImageResolution.resolve`), with their records' Env.
+    /// The executor refuses a stage whose pinned image is not among them.
+    public let pinnedImages: [ResolvedImage]
 
-    public init(workspace: String, statCache: StatCache, hostFingerprint: Digest, image: ImageReference = .host, excluded: [String] = []) {
+    public init(workspace: String, statCache: StatCache, hostFingerprint: Digest, image: ImageReference = .host,
+                pinnedImages: [ResolvedImage] = [], excluded: [String] = []) {
         self.recipeImage = image
+        self.pinnedImages = pinnedImages
         self.workspace = workspace
         self.statCache = statCache
         self.hostFingerprint = hostFingerprint
         self.excluded = excluded
     }
 
-    /// The environment a stage runs with (and its key holds).
+    /// The environment a stage runs with on the host's toolchain (and its key holds).
     public static func environment(for stage: Stage) -> [String: String] {
         SandboxSpec.defaultEnvironment(cpus: stage.cpus).merging(stage.env) { _, mine in mine }
+    }
+
+    /// The image `stage` runs on: its own `image:`, else the recipe's.
+    public func image(for stage: Stage) -> ImageReference { stage.image ?? recipeImage }
+
+    /// The resolved pinned image `stage` runs on, if it runs on one that was resolved.
+    public func pinnedImage(for stage: Stage) -> ResolvedImage? {
+        guard case .pinned(_, let digest) = image(for: stage) else { return nil }
+        return pinnedImages.first { $0.digest == digest }
+    }
+
+    /// The environment a stage runs with (and its key holds): the sandbox defaults, then the
+    /// pinned image's Env (its PATH wins over the default one), then the recipe's and the stage's.
+    public func environment(for stage: Stage) -> [String: String] {
+        guard let imageEnv = pinnedImage(for: stage)?.record?.environment, !imageEnv.isEmpty else { return Self.environment(for: stage) }
+        return SandboxSpec.defaultEnvironment(cpus: stage.cpus).merging(imageEnv) { _, image in image }
+            .merging(stage.env) { _, mine in mine }
     }
 
     /// The key inputs of `stage`; `upstream` maps an upstream output (as declared, `data/`) to
@@ -129,12 +153,12 @@ public struct Planner: Sendable {
         var params: [String: String] = [:]
         for (name, value) in recipe.paramValues(for: stage) { params[name] = Self.typed(value) }
         let image: String
-        switch recipe.image {
+        switch recipe.image(for: stage) {
         case .host: image = "host:\(hostFingerprint)"
-        default: image = recipe.image.description
+        case .pinned(_, let digest): image = digest.description
         }
         return ActionKeyInputs(
-            argv: stage.argv, environment: Self.environment(for: stage), image: image,
+            argv: stage.argv, environment: environment(for: stage), image: image,
             sandboxProfile: SeccompProfile.version, inputs: inputs, params: params,
             outputs: stage.outputs.map(\.description), cpus: stage.cpus, network: stage.network.rawValue,
             sources: sources)

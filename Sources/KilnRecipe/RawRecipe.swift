@@ -33,18 +33,21 @@ struct RawRecipe {
         var memoryBytes: UInt64?
         var timeoutSeconds: Double?
         var network = NetworkMode.none
+        var image: ImageReference?
         var matrix: [MatrixVariable] = []
     }
 
     var version = 1
     var name: String?
     var image = ImageReference.host
+    /// `image: {build: …}`, with `name` empty when the recipe gave none.
+    var imageBuild: ImageBuildSpec?
     var env: [(name: String, value: Diagnostics.Text)] = []
     var params: [RawParam] = []
     var stages: [RawStage] = []
 
     static let topKeys = ["kiln", "name", "image", "env", "params", "stages"]
-    static let stageKeys = ["run", "inputs", "outputs", "metrics", "gates", "cpus", "memory", "timeout", "network", "env", "matrix"]
+    static let stageKeys = ["run", "inputs", "outputs", "metrics", "gates", "cpus", "memory", "timeout", "network", "env", "matrix", "image"]
     static let supportedVersions = [1]
     /// Variants one matrix stage may expand into.
     static let maxVariants = 10_000
@@ -75,8 +78,12 @@ struct RawRecipe {
                 d.error(.invalidValue, "recipe name '\(text.value)' may hold only letters, digits, '.', '_' and '-'", at: text.mark)
             }
         }
-        if let entry = byKey["image"], let text = d.text(entry.value, "`image:`") {
-            image = Self.image(text, &d) ?? .host
+        if let entry = byKey["image"] {
+            if case .mapping = entry.value.content {
+                (image, imageBuild) = Self.imageBuild(entry.value, &d)
+            } else if let text = d.text(entry.value, "`image:`") {
+                image = Self.image(text, &d) ?? .host
+            }
         }
         if let entry = byKey["env"] { env = Self.env(entry.value, "`env:`", &d) }
         if let entry = byKey["params"], let pairs = d.mapping(entry.value, "`params:`") {
@@ -137,6 +144,52 @@ struct RawRecipe {
             return nil
         }
         return .pinned(name: name, digest: digest)
+    }
+
+    /// `image: {name:, build: {from:, packages:}, pinned:}`.
+    static func imageBuild(_ node: YAMLNode, _ d: inout Diagnostics) -> (ImageReference, ImageBuildSpec?) {
+        guard let entries = d.mapping(node, "`image:`") else { return (.host, nil) }
+        d.checkKeys(entries, allowed: ["name", "build", "pinned"], in: "`image:`")
+        let byKey = Dictionary(entries.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var image = ImageReference.host
+        var name = ""
+        if let entry = byKey["name"], let text = d.text(entry.value, "`image: name:`") {
+            let ok = !text.value.isEmpty && text.value.unicodeScalars.allSatisfy {
+                $0.isASCII && ($0.properties.isLowercase || ("0"..."9").contains($0) || "._-/:".unicodeScalars.contains($0))
+            }
+            if ok { name = text.value } else {
+                d.error(.invalidValue, "image name '\(text.value)' must be lowercase letters, digits and . _ - / :", at: text.mark)
+            }
+        }
+        if let entry = byKey["pinned"], let text = d.text(entry.value, "`image: pinned:`") {
+            image = Self.image(text, &d) ?? .host
+        }
+        guard let buildEntry = byKey["build"] else {
+            d.error(.missingKey, "`image:` as a mapping needs `build:`", at: node.mark,
+                    hint: "write `image: {build: {from: debian:bookworm, packages: [python3]}}`, or `image: NAME@sha256:HEX`")
+            return (image, nil)
+        }
+        guard let build = d.mapping(buildEntry.value, "`image: build:`") else { return (image, nil) }
+        d.checkKeys(build, allowed: ["from", "packages"], in: "`image: build:`")
+        let buildKeys = Dictionary(build.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+        var from = "debian:bookworm"
+        if let entry = buildKeys["from"], let text = d.text(entry.value, "`image: build: from:`") {
+            if text.value.hasPrefix("debian:"), text.value.count > 7, !text.value.contains("/") { from = text.value } else {
+                d.error(.invalidValue, "`from: \(text.value)` is not debian:SUITE", at: text.mark, hint: "write `from: debian:bookworm`")
+            }
+        }
+        var packages: [String] = []
+        if let entry = buildKeys["packages"] {
+            for text in d.texts(entry.value, "`image: build: packages:`") {
+                if !text.value.isEmpty, text.value.allSatisfy({ $0.isLetter || $0.isNumber || "+-.:=~".contains($0) }) {
+                    packages.append(text.value)
+                } else {
+                    d.error(.invalidValue, "'\(text.value)' is not a Debian package name", at: text.mark)
+                }
+            }
+        }
+        if case .pinned(let pinnedName, _) = image, name.isEmpty { name = pinnedName }
+        return (image, ImageBuildSpec(name: name, from: from, packages: packages, isLocked: image != .host))
     }
 
     /// An environment mapping: names like shell variables, scalar values (numbers as written).
@@ -208,6 +261,8 @@ struct RawRecipe {
                                 hint: "write a duration such as 90s, 10m or 1h30m")
                     }
                 }
+            case "image":
+                if let text = d.text(value, "a stage's `image:` (host or NAME@sha256:HEX)") { stage.image = Self.image(text, &d) }
             case "network":
                 if let text = d.text(value, "`network:`") {
                     if let mode = NetworkMode(rawValue: text.value) { stage.network = mode } else {

@@ -10,6 +10,10 @@ public struct Recipe: Sendable {
     /// The file as the caller named it; every location refers to it.
     public var file: String
     public var image: ImageReference
+    /// `image: {build: …}`: how the image is built; `kiln image lock` builds it and writes its
+    /// reference as `pinned:`. A recipe with `build:` and no `pinned:` has `image` = `.host` and
+    /// cannot run until it is locked.
+    public var imageBuild: ImageBuildSpec? = nil
     /// Every param with its value after `-p` overrides, in declaration order.
     public var params: [Param]
     /// The stages, matrix variants expanded, in declaration order (variants in matrix order).
@@ -19,6 +23,20 @@ public struct Recipe: Sendable {
 
     /// The stage or variant with this exact name.
     public func stage(named name: String) -> Stage? { stages.first { $0.name == name } }
+
+    /// The image `stage` runs on: its own `image:`, else the recipe's.
+    public func image(for stage: Stage) -> ImageReference { stage.image ?? image }
+}
+
+/// `image: {name: N, build: {from: debian:SUITE, packages: [...]}, pinned: N@sha256:HEX}`.
+public struct ImageBuildSpec: Sendable, Equatable {
+    /// The image's name (`name:`, else the recipe's name).
+    public var name: String
+    /// `debian:SUITE`.
+    public var from: String
+    public var packages: [String]
+    /// Whether `pinned:` is there (then `Recipe.image` is that reference).
+    public var isLocked: Bool
 }
 
 /// `image:` — the host's toolchain, or a pinned image.
@@ -109,6 +127,8 @@ public struct Stage: Hashable, Sendable {
     /// Wall-clock limit in seconds, if set.
     public var timeoutSeconds: Double?
     public var network: NetworkMode
+    /// `image:` on the stage: its own pinned image (or `host`) instead of the recipe's; nil: the recipe's.
+    public var image: ImageReference? = nil
     /// The params whose values this stage's command, env or paths use (sorted by name): its action
     /// key holds only these, so changing another param leaves the stage cached.
     public var paramsUsed: [String]

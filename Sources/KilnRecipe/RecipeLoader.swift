@@ -49,6 +49,10 @@ extension Recipe {
         guard d.isEmpty else { throw RecipeErrors(Self.unique(d.errors)) }
         self.init(version: raw.version, name: raw.name ?? Self.defaultName(file), file: file, image: raw.image,
                   params: params, stages: stages, graph: graph)
+        if var build = raw.imageBuild {
+            if build.name.isEmpty { build.name = name.lowercased() }
+            imageBuild = build
+        }
     }
 
     /// Stages (variants included) one recipe may hold.

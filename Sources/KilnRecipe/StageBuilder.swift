@@ -101,9 +101,11 @@ struct StageBuilder {
             d.error(.missingKey, "stage '\(raw.name)' has gates but no `metrics:` file to check them against", at: raw.mark,
                     hint: "add `metrics: metrics.json` (a JSON file the stage writes and lists in `outputs:`)")
         }
-        return Stage(name: name, baseName: raw.name, matrix: bindings, argv: argv, env: env, inputs: inputs, outputs: outputs,
-                     metrics: metrics, gates: gates, cpus: raw.cpus, memoryBytes: raw.memoryBytes,
-                     timeoutSeconds: raw.timeoutSeconds, network: raw.network, paramsUsed: used.sorted(), location: location)
+        var stage = Stage(name: name, baseName: raw.name, matrix: bindings, argv: argv, env: env, inputs: inputs, outputs: outputs,
+                          metrics: metrics, gates: gates, cpus: raw.cpus, memoryBytes: raw.memoryBytes,
+                          timeoutSeconds: raw.timeoutSeconds, network: raw.network, paramsUsed: used.sorted(), location: location)
+        stage.image = raw.image
+        return stage
     }
 
     /// What `${…}` can name in one variant.

@@ -29,9 +29,24 @@ enum MountPlan {
     static let deviceNames = ["null", "zero", "full", "random", "urandom", "tty"]
 
     static func build(_ spec: SandboxSpec) throws(SandboxError) -> [MountStep] {
+        try plan(spec).steps
+    }
+
+    /// The steps, and the host directory to bind as the root instead of a tmpfs (an image's tree).
+    static func plan(_ spec: SandboxSpec) throws(SandboxError) -> (steps: [MountStep], rootBind: String?) {
         var steps: [MountStep] = []
-        if spec.hostToolchain { steps += hostToolchain() }
-        steps += generatedEtc(hostname: spec.hostname)
+        var imageHasEtc = false
+        var rootBind: String?
+        switch spec.root {
+        case .hostToolchain: steps += hostToolchain()
+        case .image(let path):
+            let image = try ImageRoot.scan(path, mounts: spec.mounts)
+            steps += image.steps
+            imageHasEtc = image.hasEtc
+            rootBind = image.rootBind
+        case .empty: break
+        }
+        steps += imageHasEtc ? ImageRoot.generatedEtcOverImage(hostname: spec.hostname) : generatedEtc(hostname: spec.hostname)
         steps += procfs(pidMax: try pidNamespaceCeiling(spec.limits))
         steps += devices()
 
@@ -60,7 +75,7 @@ enum MountPlan {
             let index = steps.firstIndex { $0.target == newRoot + "/tmp" }.map { $0 + 1 } ?? steps.endIndex
             steps.insert(MountStep(kind: KILN_MOUNT_DIR, mode: 0o755, target: newRoot + SandboxSpec.home), at: index)
         }
-        return steps
+        return (steps, rootBind)
     }
 
     static func tmpfs(at target: String, size: UInt64?) -> MountStep {
@@ -100,6 +115,13 @@ enum MountPlan {
     }
 
     static func generatedEtc(hostname: String) -> [MountStep] {
+        generatedEtcFiles(hostname: hostname).map { name, content in
+            MountStep(kind: KILN_MOUNT_FILE, mode: 0o644, size: UInt64(content.utf8.count), source: content, target: newRoot + "/etc/" + name)
+        }
+    }
+
+    /// The /etc files kiln writes for every sandbox: name and content.
+    static func generatedEtcFiles(hostname: String) -> [(String, String)] {
         let uid = SandboxSpec.sandboxUID
         let user = SandboxSpec.sandboxUser
         let files = [
@@ -109,9 +131,7 @@ enum MountPlan {
             ("hostname", "\(hostname)\n"),
             ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n"),
         ]
-        return files.map { name, content in
-            MountStep(kind: KILN_MOUNT_FILE, mode: 0o644, size: UInt64(content.utf8.count), source: content, target: newRoot + "/etc/" + name)
-        }
+        return files
     }
 
     /// The pid namespace's pid_max, when the ceiling applies and the kernel has per-namespace

@@ -34,6 +34,8 @@ final class CStringArena {
 final class PreparedLaunch {
     let spec: SandboxSpec
     let steps: [MountStep]
+    /// An image tree bound read-only as the root instead of a tmpfs (`MountPlan.plan`).
+    let rootBind: String?
     let environment: [String]
     /// The PATH the command is looked up in (the environment's, or kiln's default).
     let searchPath: String
@@ -51,7 +53,7 @@ final class PreparedLaunch {
         guard !spec.hostname.isEmpty, spec.hostname.utf8.count <= 64, !spec.hostname.contains("/") else {
             throw SandboxError(.invalidSpec, "the hostname \"\(spec.hostname)\" must be 1 to 64 characters")
         }
-        steps = try MountPlan.build(spec)
+        (steps, rootBind) = try MountPlan.plan(spec)
         let effective = spec.effectiveEnvironment
         environment = effective.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         searchPath = effective["PATH"] ?? SandboxSpec.defaultPath
@@ -181,6 +183,7 @@ final class PreparedLaunch {
         config.report_fd = report.write
         config.status_fd = status.write
         config.parent_fds = (sync.write, report.read, status.read)
+        config.root_bind = rootBind.map { UnsafePointer(arena.copy($0)) }
 
         var pidfd: Int32 = -1
         let start = monotonicSeconds()

@@ -68,9 +68,27 @@ public struct SandboxSpec: Sendable {
     public var hostname: String
     public var network: Network
     public var limits: Limits
-    /// Mount the host's /usr, the /bin /lib /lib64 /sbin links or directories, and the few /etc
-    /// files programs need to start, all read-only. Off: only what `mounts` declares.
-    public var hostToolchain: Bool
+    /// What the sandbox's `/` holds besides what kiln always builds (/etc's generated files,
+    /// /proc, /dev, /tmp) and what `mounts` declares.
+    public enum Root: Sendable, Hashable {
+        /// The host's /usr, the /bin /lib /lib64 /sbin links or directories, and the few /etc
+        /// files programs need to start, all read-only.
+        case hostToolchain
+        /// An extracted image tree (a host directory): each of its top-level entries except
+        /// proc, dev, sys, tmp and work appears read-only at `/NAME`, its /etc included, with
+        /// kiln's generated passwd, group, hosts, hostname and nsswitch.conf bound over the
+        /// image's. Nothing of the host's /usr is visible.
+        case image(path: String)
+        /// Only what `mounts` declares.
+        case empty
+    }
+
+    public var root: Root
+    /// Whether `root` is the host toolchain (setting false leaves an empty root).
+    public var hostToolchain: Bool {
+        get { root == .hostToolchain }
+        set { root = newValue ? .hostToolchain : .empty }
+    }
     /// The size of the default /tmp tmpfs (a `.tmpfs` mount at /tmp replaces it).
     public var tmpSize: UInt64
     public var stdin: IO
@@ -96,6 +114,7 @@ public struct SandboxSpec: Sendable {
         network: Network = .none,
         limits: Limits = Limits(),
         hostToolchain: Bool = true,
+        root: Root? = nil,
         tmpSize: UInt64 = SandboxSpec.defaultTmpSize,
         stdin: IO = .inherit,
         stdout: IO = .inherit,
@@ -109,7 +128,7 @@ public struct SandboxSpec: Sendable {
         self.hostname = hostname
         self.network = network
         self.limits = limits
-        self.hostToolchain = hostToolchain
+        self.root = root ?? (hostToolchain ? .hostToolchain : .empty)
         self.tmpSize = tmpSize
         self.stdin = stdin
         self.stdout = stdout

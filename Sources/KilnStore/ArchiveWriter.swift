@@ -35,9 +35,13 @@ public struct ArchiveSummary: Sendable {
 ///   directories are kept; sockets, fifos and devices are refused with an error naming them.
 public struct ArchiveWriter {
     public var sourceDateEpoch: Int64
+    /// Leave sockets, fifos and device nodes out instead of refusing them (for image roots, whose
+    /// /dev kiln builds itself).
+    public var skipsSpecialFiles: Bool
 
-    public init(sourceDateEpoch: Int64 = 0) {
+    public init(sourceDateEpoch: Int64 = 0, skipsSpecialFiles: Bool = false) {
         self.sourceDateEpoch = sourceDateEpoch
+        self.skipsSpecialFiles = skipsSpecialFiles
     }
 
     /// Archives `source` to the file `output`, written beside it under a temporary name and renamed
@@ -131,6 +135,7 @@ public struct ArchiveWriter {
 
         var walk = ArchiveWalk(a: a, entry: entry, context: context, buffer: buffer, epoch: sourceDateEpoch, root: source)
         walk.skip = skipping
+        walk.skipsSpecialFiles = skipsSpecialFiles
         if kind == S_IFDIR {
             let fd = try Sys.call("open directory", source) { open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
             defer { Sys.close(fd) }
@@ -164,6 +169,7 @@ private struct ArchiveWalk {
     var count = 0
     /// Files left out (the archive being written).
     var skip: [FileID] = []
+    var skipsSpecialFiles = false
 
     init(a: OpaquePointer, entry: OpaquePointer, context: WriteContext, buffer: UnsafeMutableRawBufferPointer, epoch: Int64, root: String) {
         (self.a, self.entry, self.context, self.buffer, self.epoch, self.root) = (a, entry, context, buffer, epoch, root)
@@ -206,6 +212,7 @@ private struct ArchiveWalk {
                 defer { Sys.close(child) }
                 try directory(child, prefix: path)
             default:
+                if skipsSpecialFiles { continue }
                 throw StoreError(
                     .unsupportedFileType,
                     "\(shown(path)) is \(TreeScan.kindName(st.st_mode)): kiln only archives regular files, directories and symlinks. Remove it or move it out of the tree.")

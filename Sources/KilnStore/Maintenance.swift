@@ -377,6 +377,7 @@ extension Store {
                 throw StoreError.system("delete blob", path, Errno(rawValue: Glibc.errno))
             }
         }
+        pruneImageRoots()
         return report
     }
 }

@@ -17,7 +17,7 @@ final class ParallelHasher: @unchecked Sendable {
     private var hasher = Hasher256()
     private static let finish = -1
 
-    init(slots count: Int = 4, slotSize: Int = 1 << 20) {
+    init(slots count: Int = 8, slotSize: Int = 128 << 10) {
         self.slotSize = slotSize
         slots = (0..<count).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: slotSize, alignment: 64) }
         lengths = Array(repeating: 0, count: count)

@@ -31,7 +31,15 @@ public struct ExtractSummary: Sendable {
 /// restored; xattrs, ACLs and file flags are ignored. Archives may be gzip, bzip2, xz or zstd
 /// compressed tar (ustar, pax, GNU).
 public struct SafeExtractor {
-    public init() {}
+    /// Keep symlinks whatever their target (absolute, or leading out of the tree), as an image's
+    /// root filesystem has them (`/usr/bin/awk -> /etc/alternatives/awk`): they are created, never
+    /// followed (every parent is still opened with `O_NOFOLLOW`), and mean something only inside a
+    /// sandbox whose `/` is the tree. Off (the default): such symlinks are refused.
+    public var keepsAnySymlink: Bool
+
+    public init(keepsAnySymlink: Bool = false) {
+        self.keepsAnySymlink = keepsAnySymlink
+    }
 
     /// Extracts the archive file `archive` to `target`; when `expected` is given the archive's bytes
     /// must hash to it (checked before the rename, so a corrupt blob is never served).
@@ -74,6 +82,7 @@ public struct SafeExtractor {
         }
         _ = flock(rootfd, LOCK_EX | LOCK_NB)  // marks it live for cleanStale in other processes
         var run = ExtractRun(rootfd: rootfd, archiveName: displayName)
+        run.keepsAnySymlink = keepsAnySymlink
         do throws(StoreError) {
             let summary = try run.extractAll(fd: fd, expected: expected)
             try run.finish()
@@ -104,6 +113,7 @@ private struct ExtractRun {
     /// Every symlink extracted: location (joined) → target.
     var symlinks: [[UInt8]: [UInt8]] = [:]
     var symlinkOrder: [[[UInt8]]] = []
+    var keepsAnySymlink = false
 
     init(rootfd: Int32, archiveName: String) {
         self.rootfd = rootfd
@@ -253,7 +263,7 @@ private struct ExtractRun {
             let targetBytes = Array(UnsafeBufferPointer(start: rawTarget, count: strlen(rawTarget))).map { UInt8(bitPattern: $0) }
             symlinks[Self.join(components)] = targetBytes
             symlinkOrder.append(components)
-            if let why = escape(of: components) { throw refuse(shown, why) }
+            if !keepsAnySymlink, let why = escape(of: components) { throw refuse(shown, why) }
             switch Sys.attempt({
                 (targetBytes + [0]).withUnsafeBufferPointer { t in
                     name.withUnsafeBufferPointer { n in
@@ -413,7 +423,7 @@ private struct ExtractRun {
 
     /// Checks every symlink again against the final tree, then gives directories their modes and times.
     mutating func finish() throws(StoreError) {
-        for location in symlinkOrder {
+        for location in symlinkOrder where !keepsAnySymlink {
             if let why = escape(of: location) { throw refuse(display(Self.join(location)), why) }
         }
         closeAll()
@@ -433,7 +443,7 @@ private struct ExtractRun {
 }
 
 /// The libarchive client data for reading: the fd, a 1 MiB buffer and the digest of what was read.
-private final class ReadContext {
+final class ReadContext {
     let fd: Int32
     let name: String
     let hashing: Bool
@@ -472,7 +482,7 @@ private final class ReadContext {
     }
 }
 
-private let readCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeRawPointer?>?) -> Int = {
+let readCallback: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<UnsafeRawPointer?>?) -> Int = {
     _, client, out in
     let context = Unmanaged<ReadContext>.fromOpaque(client!).takeUnretainedValue()
     let n = context.fill()

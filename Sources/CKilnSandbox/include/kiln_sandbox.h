@@ -110,6 +110,11 @@ typedef struct {
     int sync_fd, report_fd, status_fd;
     /// The parent's ends, which the child closes at once.
     int parent_fds[3];
+
+    /// NULL: the sandbox's root is a fresh tmpfs. Else a host directory under /oldroot (an extracted image) that
+    /// is bound read-only as the root before any mount step runs: every mount target must then
+    /// exist in it or lie inside an earlier mount.
+    const char *_Nullable root_bind;
 } kiln_spawn_config;
 
 /// What the child reports when a step fails. Written in one write() (smaller than PIPE_BUF).
