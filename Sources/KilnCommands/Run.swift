@@ -108,7 +108,8 @@ extension Kiln {
             if let recorder {
                 let record = recorder.record(recipe: recipe, summary: summary, interrupted: interrupts.received != nil, seconds: seconds,
                                              invocationID: executor.invocation, hostFingerprint: fingerprint,
-                                             trigger: RunRecorder.trigger(environment: RunSetup.processEnvironment()))
+                                             trigger: RunRecorder.trigger(environment: RunSetup.processEnvironment()),
+                                             images: planner.pinnedImages)
                 do { runID = try recorder.write(record) } catch {
                     storeErrorLine("kiln: the run finished but its record could not be stored: \(error.message)")
                 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import KilnImage
 import KilnRecipe
 import KilnStore
 
@@ -125,8 +126,17 @@ public struct Replayer: Sendable {
         defer { if let previousUmask { umask(previousUmask) } }
 
         let statCache = StatCache(path: WorkspaceFiles.join(scratch, ".kiln-statcache"))
+        // Pinned images come from the record (archive and image record), not from this cache's names.
+        var pinned: [ResolvedImage] = []
+        for use in record.images ?? [] {
+            guard store.contains(use.archive) else {
+                throw EngineError(.missingImage, "the run used image \(use.name.map { "\($0)@" } ?? "")\(use.archive), which is not in the cache at \(store.root). Bring it with `kiln import BUNDLE` (kiln export carries it) or `kiln image import SOURCE --name \(use.name ?? "NAME")`.")
+            }
+            let imageRecord = use.record.flatMap { try? store.read($0) }.flatMap(ImageRecord.decode)
+            pinned.append(ResolvedImage(name: use.name, digest: use.archive, record: imageRecord, recordDigest: use.record))
+        }
         let planner = Planner(workspace: scratch, statCache: statCache, hostFingerprint: hostFingerprint, image: recipe.image,
-                              excluded: [".kiln-statcache"])
+                              pinnedImages: pinned, excluded: [".kiln-statcache"])
         let executor = Executor(workspace: scratch, store: store, planner: planner, noCache: true, storesActionResults: false)
         var present: [String: Digest] = [:]  // workspace path → archive it now holds
         var checks: [StageCheck] = []

@@ -34,6 +34,21 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var noCache: Bool
     /// In topological order.
     public var stages: [StageRecord]
+    /// The pinned images the stages ran on, each with its image record (name, Env, working
+    /// directory), so a replay elsewhere runs on the same root with the same environment.
+    public var images: [ImageUse]?
+
+    public struct ImageUse: Codable, Sendable, Equatable {
+        public var name: String?
+        public var archive: Digest
+        /// The image record blob (`kiln-image-1`), when the cache had one.
+        public var record: Digest?
+        public init(name: String?, archive: Digest, record: Digest?) {
+            self.name = name
+            self.archive = archive
+            self.record = record
+        }
+    }
 
     public struct RecipeFacts: Codable, Sendable, Equatable {
         public var name: String
@@ -130,11 +145,18 @@ public struct RunRecord: Codable, Sendable, Equatable {
             for d in [s.stdout, s.stderr, s.metricsBlob, s.detail] { if let d { set.insert(d) } }
         }
         if let image = Self.imageDigest(recipe.image) { set.insert(image) }
+        for s in stages { if let image = s.image.flatMap(Self.imageDigest) { set.insert(image) } }
+        for i in images ?? [] {
+            set.insert(i.archive)
+            if let r = i.record { set.insert(r) }
+        }
         return set.sorted { $0.hex < $1.hex }
     }
 
+    /// The archive digest in an image reference (`NAME@sha256:…` or `sha256:…`); nil for host.
     static func imageDigest(_ reference: String) -> Digest? {
-        guard !reference.hasPrefix("host"), let at = reference.lastIndex(of: "@") else { return nil }
+        if reference.hasPrefix("host") { return nil }
+        guard let at = reference.lastIndex(of: "@") else { return Digest(reference) }
         return Digest(String(reference[reference.index(after: at)...]))
     }
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import FoundationEssentials
+import KilnImage
 import KilnRecipe
 import KilnStore
 
@@ -47,7 +48,7 @@ public final class RunRecorder: @unchecked Sendable {
     }
 
     public func record(recipe: Recipe, summary: RunSummary, interrupted: Bool, seconds: Double,
-                       invocationID: String, hostFingerprint: Digest, trigger: String) -> RunRecord {
+                       invocationID: String, hostFingerprint: Digest, trigger: String, images: [ResolvedImage] = []) -> RunRecord {
         var params: [String: String] = [:]
         for p in recipe.params { params[p.name] = Planner.typed(p.value) }
         let status = interrupted ? "interrupted" : summary.stageFailed ? "failed" : summary.gateFailed ? "gate-failed" : "succeeded"
@@ -58,7 +59,8 @@ public final class RunRecorder: @unchecked Sendable {
             params: params, overrides: invocation.overrides, selection: invocation.selection, trigger: trigger,
             git: git?.finish(), host: HostFacts.current(kilnVersion: invocation.kilnVersion, fingerprint: hostFingerprint),
             startedAt: startedAt, seconds: seconds, status: status, noCache: invocation.noCache,
-            stages: summary.outcomes.map { RunRecord.StageRecord($0, stage: byName[$0.stage], gates: summary.gates) })
+            stages: summary.outcomes.map { RunRecord.StageRecord($0, stage: byName[$0.stage], gates: summary.gates) },
+            images: images.isEmpty ? nil : images.map { RunRecord.ImageUse(name: $0.name, archive: $0.digest, record: $0.recordDigest) })
     }
 
     /// Stores the record; returns the run id.

@@ -118,6 +118,34 @@ import Testing
         #expect(ws.read("i.txt") == "image\n")
     }
 
+    /// Issue 6 with issue 5: a run on an image, exported, imported into a cache that never had
+    /// the image, replays byte for byte (the bundle carries the image and its record).
+    @Test(.enabled(if: ImageFixtures.hasBusybox, "needs /bin/busybox: apt-get install busybox-static (scripts/install-dependencies)"))
+    func aBundleOfAnImageRunReplaysWhereTheImageNeverWas() async throws {
+        let ws = try TestWorkspace("kiln: 1\nstages: {}\n", files: ["in.txt": "hello\n"])
+        let reference = try importImage(ws, name: "bb", extra: nil)
+        try ws.write("recipes/t.yaml", Self.recipe(image: reference))
+        let run = await ws.run()
+        let id = try #require(TestWorkspace.runID(run), "\(run)")
+        let other = ScratchDirectory("kiln-image-bundle")
+        let bundle = other.path + "/run.kiln"
+        let exported = await ws.kiln(["export", id, "-o", bundle])
+        #expect(exported.status == 0, "\(exported)")
+        let cache = other.path + "/cache"
+        #expect(await ws.kiln(["import", bundle], cache: cache, in: other.path).status == 0)
+        let replay = await ws.kiln(["replay", id], cache: cache, in: other.path)
+        #expect(replay.status == 0 && replay.stdout.contains("identical  a") && replay.stdout.contains("identical  b"), "\(replay)")
+        #expect(!replay.stdout.contains("key differs"), "same image, same env: same keys: \(replay)")
+        // Without the image the replay says how to get it.
+        let bare = other.path + "/bare"
+        let importedRun = ChildProcess.kiln(["import", bundle, "--cache", bare])
+        #expect(importedRun.status == 0)
+        let digest = String(reference.split(separator: "@").last!.dropFirst(7))
+        try FileManager.default.removeItem(atPath: bare + "/cas/sha256/\(digest.prefix(2))/\(digest)")
+        let missing = await ws.kiln(["replay", id], cache: bare, in: other.path)
+        #expect(missing.status != 0 && missing.stderr.contains("kiln import BUNDLE"), "\(missing)")
+    }
+
     func importImage(_ ws: TestWorkspace, name: String, extra: String?) throws -> String {
         let root = ws.dir("image-\(extra == nil ? "a" : "b")")
         try ImageFixtures.makeBusyboxTree(at: root)
