@@ -56,8 +56,15 @@ enum TreeComparison {
 enum Diffoscope {
     static func report(_ a: String, _ b: String) -> String? {
         guard let tool = Subprocess.find("diffoscope") else { return nil }
-        let output = Subprocess.capture([tool, "--no-progress", "--text", "-", a, b], limit: 64 << 10, timeoutSeconds: 120)
-        return output.map { String(decoding: $0, as: UTF8.self) }
+        // Directory metadata (the extraction's own mtimes) is noise here: the archives' entries
+        // are compared, not the folders they were unpacked into.
+        let output = Subprocess.capture([tool, "--no-progress", "--exclude-directory-metadata=recursive", "--text", "-", a, b],
+                                        limit: 64 << 10, timeoutSeconds: 120)
+        let parent = a.hasSuffix("/recorded") ? String(a.dropLast("recorded".count)) : ""
+        return output.map { bytes in
+            let text = String(decoding: bytes, as: UTF8.self)
+            return parent.isEmpty ? text : text.replacing(parent, with: "")
+        }
     }
 }
 

@@ -210,6 +210,12 @@ extension TestWorkspace {
         let replay = await ws.kiln(["replay", id])
         #expect(replay.status == 104, "\(replay)")
         #expect(replay.stdout.contains("out/random.txt: content differs") && !replay.stdout.contains("stable.txt"), "\(replay)")
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/diffoscope") {
+            // diffoscope's view of the differing file, paths shown relative (recorded/…, rebuilt/…).
+            #expect(replay.stdout.contains("diffoscope:") && replay.stdout.contains("--- recorded/random.txt"), "\(replay)")
+        } else {
+            print("note: diffoscope is not installed (scripts/install-dependencies installs diffoscope-minimal); its part of the report is not checked")
+        }
         let verify = await ws.kiln(["verify", id, "--rounds", "2"])
         #expect(verify.status == 104, "\(verify)")
         #expect(verify.stdout.contains("stage 'stamp' is the first whose outputs differ") && verify.stdout.contains("out/random.txt"), "\(verify)")
