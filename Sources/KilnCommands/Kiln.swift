@@ -10,14 +10,20 @@ public struct Kiln: AsyncParsableCommand {
         commandName: "kiln",
         abstract: "Continuous integration and delivery for machine learning: the same inputs give the same bytes.",
         discussion: """
-            Every stage of a pipeline runs in a namespace-and-seccomp sandbox that sees only its pinned
-            inputs; its outputs are stored as deterministic archives in a content-addressed cache.
+            Every stage of a pipeline runs in a namespace-and-seccomp sandbox that sees only its \
+            pinned inputs; its outputs are stored as deterministic archives in a content-addressed \
+            cache, and every run is recorded so it can be replayed and verified byte for byte.
 
             Exit codes: the sandboxed command's own code; 128+N when it died of signal N;
             \(KilnExitCode.documentation)
             """,
         version: KilnVersion.string,
-        subcommands: [Sandbox.self, Run.self, Image.self, Status.self, Runs.self, Show.self, Logs.self, Diff.self, Replay.self, Verify.self, Export.self, Import.self] + storeCommands
+        groupedSubcommands: [
+            CommandGroup(name: "Pipelines", subcommands: [Run.self, Status.self]),
+            CommandGroup(name: "Runs", subcommands: [Runs.self, Show.self, Logs.self, Diff.self, Replay.self, Verify.self, Export.self, Import.self]),
+            CommandGroup(name: "Environments", subcommands: [Image.self, Sandbox.self]),
+            CommandGroup(name: "Store", subcommands: storeCommands),
+        ]
     )
 
     public init() {}
