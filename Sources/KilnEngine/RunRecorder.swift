@@ -100,24 +100,7 @@ struct GitProbe {
     }
 
     static func spawnGitDiff(_ workspace: String) -> pid_t? {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for fd: Int32 in 0...2 { posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // Signals blocked by kiln (Ctrl-C handling) must not stay blocked in git.
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        let argv = ["git", "-C", workspace, "diff", "--quiet", "HEAD", "--"]
-        var cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var pid: pid_t = 0
-        guard posix_spawnp(&pid, "git", &actions, &attributes, &cargs, environ) == 0 else { return nil }
-        return pid
+        Subprocess.spawn(["git", "-C", workspace, "diff", "--quiet", "HEAD", "--"])
     }
 
     func finish() -> RunRecord.GitFacts {
