@@ -297,4 +297,24 @@ extension TestWorkspace {
         #expect(allowed.status == 0, "\(allowed)")
         #expect(allowed.stdout.contains("its key differs from the record: the host toolchain changed"), "\(allowed)")
     }
+
+    /// The record names the workspace's git commit and whether tracked files differ from it.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/git"), "needs git (Debian's git package)"))
+    func theRecordHasTheGitCommitAndDirtyFlag() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let setup = ChildProcess.shell("git init -q && printf 'cache/\\ndata/\\nmetrics.json\\n' > .gitignore && git add -A && git -c user.email=t@e -c user.name=t commit -qm t && git rev-parse HEAD", currentDirectory: ws.dir.path)
+        #expect(setup.status == 0, "\(setup)")
+        let head = setup.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        func git(_ run: ChildProcess.Output) async throws -> [String: Any] {
+            let id = try #require(TestWorkspace.runID(run), "\(run)")
+            let show = await ws.kiln(["show", id, "--json"])
+            let record = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as! [String: Any]
+            return try #require(record["git"] as? [String: Any], "\(show.stdout)")
+        }
+        let clean = try await git(await ws.run())
+        #expect(clean["commit"] as? String == head && clean["dirty"] as? Bool == false, "\(clean)")
+        try ws.write("in.txt", "changed\n")
+        let dirty = try await git(await ws.run())
+        #expect(dirty["commit"] as? String == head && dirty["dirty"] as? Bool == true, "\(dirty)")
+    }
 }
