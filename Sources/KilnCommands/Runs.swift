@@ -44,7 +44,12 @@ extension Kiln {
 
         func run() async throws {
             let catalog = try RecordSupport.catalog(cacheOptions)
-            var entries = catalog.list().filter {
+            let all = catalog.list()
+            let unreadable = catalog.ids().count - all.count
+            if unreadable > 0 {
+                storeErrorLine("kiln: \(unreadable) run\(unreadable == 1 ? "" : "s") in \(catalog.store.root) could not be read (a record from an older kiln, or a missing blob: `kiln cache verify` checks); not listed.")
+            }
+            var entries = all.filter {
                 (recipe == nil || $0.record.recipe.name == recipe) && (status == nil || $0.record.status == status)
             }
             if let limit { entries = Array(entries.prefix(limit)) }
