@@ -55,7 +55,8 @@ public struct Executor: Sendable {
     ///
     /// Cancelling the task interrupts the stage: its sandbox is killed with its whole process
     /// tree, and it ends `.interrupted` with no action result written and nothing restored.
-    public func execute(_ stage: Stage, inputs planned: ActionKeyInputs, key known: Digest? = nil,
+    /// `cpuSet` pins the stage to those CPUs (the scheduler's choice); nil: the first `cpus`.
+    public func execute(_ stage: Stage, inputs planned: ActionKeyInputs, key known: Digest? = nil, cpuSet: [Int]? = nil,
                         output: @escaping @Sendable (StageStream, String) -> Void = { _, _ in }) async -> StageOutcome {
         let start = ContinuousClock.now
         func seconds() -> Double {
@@ -68,7 +69,7 @@ public struct Executor: Sendable {
         do throws(EngineError) {
             if Task.isCancelled { throw EngineError(.io, "interrupted") }
             try archiver.archive(&inputs, stage: stage.name)
-            outcome = try await restoreOrRun(stage, key: key, inputs: inputs, output: output)
+            outcome = try await restoreOrRun(stage, key: key, inputs: inputs, cpuSet: cpuSet, output: output)
                 ?? StageOutcome(stage: stage.name, status: .interrupted, key: key, reason: "interrupted")
         } catch {
             outcome = Task.isCancelled
@@ -104,7 +105,7 @@ public struct Executor: Sendable {
     }
 
     /// A hit restored, or the stage run; nil when the task was cancelled.
-    func restoreOrRun(_ stage: Stage, key: Digest, inputs: ActionKeyInputs,
+    func restoreOrRun(_ stage: Stage, key: Digest, inputs: ActionKeyInputs, cpuSet: [Int]?,
                       output: @escaping @Sendable (StageStream, String) -> Void) async throws(EngineError) -> StageOutcome? {
         if !noCache, let cached = cachedResult(key) {
             // A result whose blobs gc removed (or that is corrupt) is a miss: the stage reruns
@@ -115,7 +116,7 @@ public struct Executor: Sendable {
             } catch {}
             if Task.isCancelled { return nil }
         }
-        return try await runInSandbox(stage, key: key, inputs: inputs, output: output)
+        return try await runInSandbox(stage, key: key, inputs: inputs, cpuSet: cpuSet, output: output)
     }
 
     /// Restores a cached result's outputs; returns its metrics (parsed).
@@ -142,7 +143,7 @@ public struct Executor: Sendable {
 
     /// Nil when the task was cancelled (the stage was interrupted): then nothing was stored.
     /// `inputs` (absent for replays) lets the action result name its run-record detail blob.
-    func runInSandbox(_ stage: Stage, key: Digest, inputs: ActionKeyInputs? = nil,
+    func runInSandbox(_ stage: Stage, key: Digest, inputs: ActionKeyInputs? = nil, cpuSet: [Int]? = nil,
                       output: @escaping @Sendable (StageStream, String) -> Void) async throws(EngineError) -> StageOutcome? {
         let (root, imageInUse) = try ImageResolution.root(for: stage, planner: planner, store: store)
         defer { imageInUse?.release() }
@@ -188,9 +189,10 @@ public struct Executor: Sendable {
         let spec = SandboxSpec(
             command: stage.argv, mounts: mounts, environment: Planner.environment(for: stage),
             workingDirectory: "/work", network: stage.network == .host ? .host : .none,
-            // No affinity (cpus: nil): the sandbox pins to the *first* N CPUs, which would put
-            // parallel stages on one core. The key and *_NUM_THREADS still hold `cpus`.
-            limits: SandboxSpec.Limits(memory: stage.memoryBytes, cpus: nil, timeout: stage.timeoutSeconds),
+            // Pinned to the CPUs the scheduler gave it (`cpus:` of them, the least used), not the
+            // sandbox's "first N", which would put parallel stages on one core. The env (and key)
+            // hold `cpus` through *_NUM_THREADS already.
+            limits: SandboxSpec.Limits(memory: stage.memoryBytes, cpuSet: cpuSet ?? Array(0..<stage.cpus), timeout: stage.timeoutSeconds),
             stdout: .fileDescriptor(FileDescriptor(rawValue: out.writeEnd)),
             stderr: .fileDescriptor(FileDescriptor(rawValue: err.writeEnd)))
         let launched: Result<SandboxResult, SandboxError>

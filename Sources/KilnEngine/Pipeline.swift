@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import KilnRecipe
 import KilnStore
 
@@ -19,11 +22,35 @@ public struct PipelineOptions: Sendable {
     /// After a failure, still run the stages that do not depend on it.
     public var keepGoing: Bool
     public var dryRun: Bool
+    /// CPUs the scheduler hands out to running stages (default: the online ones).
+    public var cpuCount: Int
 
-    public init(jobs: Int, keepGoing: Bool = false, dryRun: Bool = false) {
+    public init(jobs: Int, keepGoing: Bool = false, dryRun: Bool = false, cpuCount: Int = PipelineOptions.onlineCPUs()) {
         self.jobs = max(1, jobs)
         self.keepGoing = keepGoing
         self.dryRun = dryRun
+        self.cpuCount = max(1, cpuCount)
+    }
+
+    public static func onlineCPUs() -> Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+/// Gives each running stage its own CPUs (`cpus:` of them), the least used first, so parallel
+/// stages do not share a core while another idles; with more stages than cores, the least loaded
+/// are shared. Indices are into the CPUs kiln may use (`SandboxSpec.Limits.cpuSet`).
+struct CPUAllocator {
+    private var load: [Int]
+
+    init(count: Int) { load = Array(repeating: 0, count: max(1, count)) }
+
+    mutating func take(_ n: Int) -> [Int] {
+        let chosen = load.indices.sorted { (load[$0], $0) < (load[$1], $1) }.prefix(min(max(n, 1), load.count)).sorted()
+        for i in chosen { load[i] += 1 }
+        return chosen
+    }
+
+    mutating func give(_ cpus: [Int]) {
+        for i in cpus { load[i] -= 1 }
     }
 }
 
@@ -118,6 +145,8 @@ public struct Pipeline: Sendable {
             }
         }
 
+        var allocator = CPUAllocator(count: options.cpuCount)
+        var pinned: [Int: [Int]] = [:]
         await withTaskGroup(of: (Int, StageOutcome).self) { group in
             var running = 0
             while true {
@@ -143,13 +172,16 @@ public struct Pipeline: Sendable {
                     }
                     let executor = self.executor
                     let name = stage.name
+                    let cpus = allocator.take(stage.cpus)
+                    pinned[i] = cpus
                     group.addTask {
-                        (i, await executor.execute(stage, inputs: inputs, key: key) { events(.output(stage: name, stream: $0, line: $1)) })
+                        (i, await executor.execute(stage, inputs: inputs, key: key, cpuSet: cpus) { events(.output(stage: name, stream: $0, line: $1)) })
                     }
                     running += 1
                 }
                 guard let (i, outcome) = await group.next() else { break }
                 running -= 1
+                if let cpus = pinned.removeValue(forKey: i) { allocator.give(cpus) }
                 complete(i, outcome)
             }
         }

@@ -57,7 +57,7 @@ final class PreparedLaunch {
         let effective = spec.effectiveEnvironment
         environment = effective.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         searchPath = effective["PATH"] ?? SandboxSpec.defaultPath
-        cpuMask = try PreparedLaunch.affinity(cpus: spec.limits.cpus)
+        cpuMask = try PreparedLaunch.affinity(cpus: spec.limits.cpus, set: spec.limits.cpuSet)
 
         let limits = spec.limits
         if let memory = limits.memory, memory < 1 << 20 {
@@ -102,23 +102,32 @@ final class PreparedLaunch {
 
     deinit { cgroups.destroy() }
 
-    /// The first `cpus` CPUs this process may run on, as a cpu_set_t.
-    static func affinity(cpus: Int?) throws(SandboxError) -> [UInt8] {
-        guard let cpus else { return [] }
+    /// The CPUs to pin to, as a cpu_set_t: the first `cpus` of those this process may run on, or
+    /// the ones `set` names (indices into them, modulo their count). Empty: no pinning.
+    static func affinity(cpus: Int?, set: [Int]? = nil) throws(SandboxError) -> [UInt8] {
+        guard cpus != nil || set != nil else { return [] }
         var current = cpu_set_t()
         guard kiln_get_affinity(&current, MemoryLayout<cpu_set_t>.size) == 0 else { return [] }
-        var mask = [UInt8](repeating: 0, count: MemoryLayout<cpu_set_t>.size)
-        var available = 0
+        var allowed: [Int] = []
         withUnsafeBytes(of: &current) { bytes in
-            for bit in 0..<(bytes.count * 8) where bytes[bit / 8] & (1 << (bit % 8)) != 0 {
-                if available < cpus { mask[bit / 8] |= 1 << (bit % 8) }
-                available += 1
+            for bit in 0..<(bytes.count * 8) where bytes[bit / 8] & (1 << (bit % 8)) != 0 { allowed.append(bit) }
+        }
+        guard !allowed.isEmpty else { return [] }
+        var mask = [UInt8](repeating: 0, count: MemoryLayout<cpu_set_t>.size)
+        func pin(_ cpu: Int) { mask[cpu / 8] |= 1 << (cpu % 8) }
+        if let set {
+            guard !set.isEmpty, set.allSatisfy({ $0 >= 0 }) else {
+                throw SandboxError(.invalidSpec, "cpuSet must name at least one CPU, by index from 0 (it was \(set))")
             }
+            for i in set { pin(allowed[i % allowed.count]) }
+            return mask
         }
+        let cpus = cpus!
         guard cpus >= 1 else { throw SandboxError(.invalidSpec, "cpus must be at least 1 (it was \(cpus))") }
-        guard cpus <= available else {
-            throw SandboxError(.invalidSpec, "cpus is \(cpus), but kiln may only use \(available) CPU\(available == 1 ? "" : "s") here: ask for \(available) or fewer")
+        guard cpus <= allowed.count else {
+            throw SandboxError(.invalidSpec, "cpus is \(cpus), but kiln may only use \(allowed.count) CPU\(allowed.count == 1 ? "" : "s") here: ask for \(allowed.count) or fewer")
         }
+        for cpu in allowed.prefix(cpus) { pin(cpu) }
         return mask
     }
 

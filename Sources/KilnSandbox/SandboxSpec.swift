@@ -39,6 +39,10 @@ public struct SandboxSpec: Sendable {
         public var cpus: Int?
         /// Wall-clock limit in seconds; the whole process tree is killed when it expires.
         public var timeout: Double?
+        /// Pins the command to these CPUs: indices into the CPUs kiln itself may run on (its
+        /// affinity), taken modulo their count. It leaves the environment alone (unlike `cpus`):
+        /// the engine uses it to give parallel stages different cores.
+        public var cpuSet: [Int]?
 
         public static let defaultPidCeiling = 4096
 
@@ -48,6 +52,11 @@ public struct SandboxSpec: Sendable {
             self.pidCeiling = pidCeiling
             self.cpus = cpus
             self.timeout = timeout
+        }
+
+        public init(memory: UInt64? = nil, cpuSet: [Int], timeout: Double? = nil) {
+            self.init(memory: memory, timeout: timeout)
+            self.cpuSet = cpuSet
         }
     }
 

@@ -193,6 +193,37 @@ extension ChildProcess.Output {
         #expect(x[0] < y[1] && y[0] < x[1], "the two stages overlapped in time")
     }
 
+    /// Parallel stages get different CPUs (the least used), `cpus: 2` gets two; nothing is
+    /// pinned to "the first N", which stacked parallel stages on CPU 0.
+    @Test func parallelStagesArePinnedToDifferentCPUs() async throws {
+        let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        let stage = "grep Cpus_allowed_list /proc/self/status | cut -f2 > NAME.cpu; sleep 0.5"
+        let ws = try TestWorkspace("""
+            kiln: 1
+            stages:
+              x:
+                run: \(stage.replacingOccurrences(of: "NAME", with: "x"))
+                outputs: [x.cpu]
+              y:
+                run: \(stage.replacingOccurrences(of: "NAME", with: "y"))
+                outputs: [y.cpu]
+              both:
+                run: \(stage.replacingOccurrences(of: "NAME", with: "both"))
+                outputs: [both.cpu]
+                cpus: 2
+            """)
+        let out = await ws.run(["-j", "2"])
+        #expect(out.status == 0, "\(out)")
+        let x = ws.read("x.cpu") ?? "", y = ws.read("y.cpu") ?? "", both = ws.read("both.cpu") ?? ""
+        #expect(!x.isEmpty && !y.isEmpty && !both.isEmpty, "\(out)")
+        if cores >= 2 {
+            #expect(x != y, "x and y ran at once on different CPUs: \(x) \(y)")
+            #expect(both.contains("-") || both.contains(","), "cpus: 2 is pinned to two CPUs: \(both)")
+        } else {
+            print("note: one CPU online; only checked that every stage is pinned")
+        }
+    }
+
     @Test func recipeErrorsHaveTheirPositionAndExitCode() async throws {
         let ws = try TestWorkspace("kiln: 1\nstages:\n  a:\n    run: true\n    ouputs: [x]\n")
         let out = await ws.run()
