@@ -42,37 +42,9 @@ public struct LayerApplier {
     public mutating func apply(archive path: String, shown: String) throws(StoreError) {
         let fd = try Sys.call("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
         defer { Sys.close(fd) }
-        let locale = UTF8Locale()
-        defer { locale.restore() }
-        let context = ReadContext(fd: fd, name: shown, hashing: false)
-        guard let a = archive_read_new() else { throw StoreError(.archive, "libarchive could not allocate a reader.") }
-        defer { archive_read_free(a) }
-        archive_read_support_format_tar(a)
-        archive_read_support_filter_gzip(a)
-        archive_read_support_filter_bzip2(a)
-        archive_read_support_filter_xz(a)
-        archive_read_support_filter_zstd(a)
-        let unmanaged = Unmanaged.passRetained(context)
-        defer { unmanaged.release() }
-        func fail(_ what: String) -> StoreError {
-            if let e = context.error { return e }
-            let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-            return StoreError(.archive, "\(shown) is not a readable tar archive (\(what)): \(msg)")
-        }
-        guard archive_read_open(a, unmanaged.toOpaque(), nil, readCallback, nil) == ARCHIVE_OK else { throw fail("opening") }
         var createdHere: Set<String> = []
-        var entry: OpaquePointer?
-        var count = 0
-        while true {
-            let r = archive_read_next_header(a, &entry)
-            if r == ARCHIVE_EOF { break }
-            if r < ARCHIVE_WARN { throw fail("reading the header after \(count) entries") }
-            guard let entry else { throw fail("reading a header") }
-            count += 1
+        _ = try readTarEntries(fd: fd, shown: shown, hashing: false) { (a, entry, _, fail) throws(StoreError) in
             try applyEntry(a, entry, layer: shown, createdHere: &createdHere, fail: fail)
-        }
-        if count == 0 && !context.sawData {
-            throw StoreError(.archive, "\(shown) is empty: it is not a tar archive.")
         }
     }
 
@@ -80,34 +52,11 @@ public struct LayerApplier {
     public static func names(inArchive path: String, shown: String) throws(StoreError) -> [String] {
         let fd = try Sys.call("open", path) { open(path, O_RDONLY | O_CLOEXEC) }
         defer { Sys.close(fd) }
-        let locale = UTF8Locale()
-        defer { locale.restore() }
-        let context = ReadContext(fd: fd, name: shown, hashing: false)
-        guard let a = archive_read_new() else { throw StoreError(.archive, "libarchive could not allocate a reader.") }
-        defer { archive_read_free(a) }
-        archive_read_support_format_tar(a)
-        archive_read_support_filter_gzip(a)
-        archive_read_support_filter_bzip2(a)
-        archive_read_support_filter_xz(a)
-        archive_read_support_filter_zstd(a)
-        let unmanaged = Unmanaged.passRetained(context)
-        defer { unmanaged.release() }
-        func fail(_ what: String) -> StoreError {
-            if let e = context.error { return e }
-            let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-            return StoreError(.archive, "\(shown) is not a readable tar archive (\(what)): \(msg)")
-        }
-        guard archive_read_open(a, unmanaged.toOpaque(), nil, readCallback, nil) == ARCHIVE_OK else { throw fail("opening") }
         var names: [String] = []
-        var entry: OpaquePointer?
-        while true {
-            let r = archive_read_next_header(a, &entry)
-            if r == ARCHIVE_EOF { break }
-            if r < ARCHIVE_WARN { throw fail("reading the header after \(names.count) entries") }
-            guard let entry, let raw = archive_entry_pathname(entry) ?? archive_entry_pathname_utf8(entry) else { throw fail("reading a header") }
+        _ = try readTarEntries(fd: fd, shown: shown, hashing: false) { (_, entry, _, fail) throws(StoreError) in
+            guard let raw = archive_entry_pathname(entry) ?? archive_entry_pathname_utf8(entry) else { throw fail("reading a header") }
             names.append(String(decoding: UnsafeRawBufferPointer(start: raw, count: strlen(raw)), as: UTF8.self))
         }
-        if names.isEmpty && !context.sawData { throw StoreError(.archive, "\(shown) is empty: it is not a tar archive.") }
         return names
     }
 

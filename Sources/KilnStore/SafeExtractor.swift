@@ -130,39 +130,11 @@ private struct ExtractRun {
     }
 
     mutating func extractAll(fd: Int32, expected: Digest?) throws(StoreError) -> ExtractSummary {
-        let locale = UTF8Locale()
-        defer { locale.restore() }
-        let context = ReadContext(fd: fd, name: archiveName, hashing: expected != nil)
-        guard let a = archive_read_new() else { throw StoreError(.archive, "libarchive could not allocate a reader.") }
-        defer { archive_read_free(a) }
-        archive_read_support_format_tar(a)
-        archive_read_support_filter_gzip(a)
-        archive_read_support_filter_bzip2(a)
-        archive_read_support_filter_xz(a)
-        archive_read_support_filter_zstd(a)
-        let unmanaged = Unmanaged.passRetained(context)
-        defer { unmanaged.release() }
-        let archiveName = self.archiveName
-        func fail(_ what: String) -> StoreError {
-            if let e = context.error { return e }
-            let msg = archive_error_string(a).map { String(cString: $0) } ?? "unknown error"
-            return StoreError(.archive, "\(archiveName) is not a readable tar archive (\(what)): \(msg)")
-        }
-        guard archive_read_open(a, unmanaged.toOpaque(), nil, readCallback, nil) == ARCHIVE_OK else { throw fail("opening") }
-
-        var entry: OpaquePointer?
         var count = 0
         var bytes: Int64 = 0
-        while true {
-            let r = archive_read_next_header(a, &entry)
-            if r == ARCHIVE_EOF { break }
-            if r < ARCHIVE_WARN { throw fail("reading the header after \(count) entries") }
-            guard let entry else { throw fail("reading a header") }
-            count += 1
-            bytes += try extractEntry(a, entry, index: count, fail: fail)
-        }
-        if count == 0 && !context.sawData {
-            throw StoreError(.archive, "\(archiveName) is empty: it is not a tar archive.")
+        let context = try readTarEntries(fd: fd, shown: archiveName, hashing: expected != nil) { (a, entry, index, fail) throws(StoreError) in
+            count = index
+            bytes += try extractEntry(a, entry, index: index, fail: fail)
         }
         if let expected {
             try context.drain()
