@@ -378,6 +378,18 @@ extension Store {
             }
         }
         pruneImageRoots()
+        pruneTreeIndex(keeping: marked)
         return report
+    }
+
+    /// Drops `trees/` entries (input tree → archive) whose archive was just collected: the index
+    /// is derived, and a stale entry would only cost a lookup before archiving again.
+    private func pruneTreeIndex(keeping kept: Set<Digest>) {
+        for f in files(under: treesDirectory) {
+            let path = Sys.join(treesDirectory, f.name)
+            guard let bytes = (try? readSmall(path)) ?? nil,
+                  let d = Digest(String(decoding: bytes, as: UTF8.self).trimmingTrailingNewlines()) else { continue }
+            if !kept.contains(d) { _ = unlink(path) }
+        }
     }
 }

@@ -42,6 +42,19 @@ import Testing
         #expect(f.store.contains(f.oldArchive) && f.store.contains(f.sharedLog) && f.store.contains(f.image))
     }
 
+    /// The input-tree index (`trees/`) loses the entries whose archive gc collected, and keeps
+    /// the others; `archive(forTree:)` never names a collected blob anyway.
+    @Test func theTreeIndexFollowsCollectedArchives() throws {
+        let f = try Fixture()
+        let goneTree = Digest.of(Array("tree of the garbage".utf8)), keptTree = Digest.of(Array("tree of the new archive".utf8))
+        try f.store.setArchive(f.garbage, forTree: goneTree)
+        try f.store.setArchive(f.newArchive, forTree: keptTree)
+        _ = try f.store.collectGarbage(GCPolicy())
+        #expect(f.store.archive(forTree: goneTree) == nil)
+        #expect(f.store.archive(forTree: keptTree) == f.newArchive)
+        #expect(!FileManager.default.fileExists(atPath: f.dir("cache/trees/\(goneTree.hex.prefix(2))/\(goneTree.hex)")), "the stale entry is gone")
+    }
+
     @Test func dryRunDeletesNothing() throws {
         let f = try Fixture()
         let report = try f.store.collectGarbage(GCPolicy(keepLast: 0, dryRun: true))
