@@ -81,6 +81,12 @@ import Testing
         // Nothing was cached: the next run would run every stage again.
         let plan = await ws.run(["--dry-run"])
         #expect(plan.has("would run  a") && plan.has("would run  b") && plan.has("3 would run, 0 cached"), "\(plan)")
+        // The run is recorded as interrupted, its stopped stages as such.
+        let runs = await ws.kiln(["runs", "--status", "interrupted", "--json"])
+        let list = try JSONSerialization.jsonObject(with: Data(runs.stdout.utf8)) as? [[String: Any]] ?? []
+        #expect(list.count == 1, "\(runs)")
+        let stages = (list.first?["record"] as? [String: Any])?["stages"] as? [[String: Any]] ?? []
+        #expect(stages.compactMap { $0["status"] as? String }.sorted() == ["interrupted", "interrupted", "skipped"], "\(stages)")
     }
 
     /// kiln blocks SIGINT and SIGTERM in its own threads; the stage's command must not inherit that
