@@ -317,4 +317,51 @@ extension TestWorkspace {
         let dirty = try await git(await ws.run())
         #expect(dirty["commit"] as? String == head && dirty["dirty"] as? Bool == true, "\(dirty)")
     }
+
+    /// Importing into a full disk (a 4 MiB tmpfs in a private mount namespace): exit 74 saying so,
+    /// and the cache as it was — no blob, no run, no temporary file.
+    @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root (CI runs as root)"))
+    func importIntoAFullDiskLeavesTheCacheAsItWas() async throws {
+        let ws = try TestWorkspace("""
+            kiln: 1
+            stages:
+              big:
+                run: head -c 8000000 /dev/urandom > big.bin
+                outputs: [big.bin]
+            """)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        #expect(await ws.kiln(["export", id, "-o", ws.dir("run.kiln")]).status == 0)
+        let script = """
+            K='\(ChildProcess.kilnPath)'; C="$PWD/mnt/cache"
+            mkdir mnt && mount -t tmpfs -o size=4m tmpfs mnt || { echo mount-failed; exit 0; }
+            "$K" import run.kiln --cache "$C" 2> err.txt; echo "import=$?"
+            echo "tmp=$(ls -A "$C/tmp" | wc -l)"
+            echo "blobs=$(find "$C/cas" -type f | wc -l)"
+            echo "runs=$(ls -A "$C/runs" 2>/dev/null | wc -l)"
+            "$K" cache verify --cache "$C" > /dev/null; echo "verify=$?"
+            """
+        let r = await withCheckedContinuation { c in
+            Thread.detachNewThread { c.resume(returning: ChildProcess.run("/usr/bin/unshare", ["-m", "/bin/sh", "-c", script], currentDirectory: ws.dir.path)) }
+        }
+        try #require(!r.stdout.contains("mount-failed"), "could not mount a tmpfs: \(r)")
+        #expect(r.stdout == "import=74\ntmp=0\nblobs=0\nruns=0\nverify=0\n", "\(r)")
+        let err = ws.read("err.txt") ?? ""
+        #expect(err.contains("no space left on device") && !err.contains("Fatal error"), "\(err)")
+    }
+
+    /// A run whose blobs are no longer all in the cache is not exported half: it says which are
+    /// missing, exits 65 and leaves no file.
+    @Test func exportRefusesARunWithMissingBlobs() async throws {
+        let ws = try TestWorkspace(Self.recipe, files: Self.files)
+        let id = try #require(TestWorkspace.runID(await ws.run()))
+        let show = await ws.kiln(["show", id, "--json"])
+        let record = try JSONSerialization.jsonObject(with: Data(show.stdout.utf8)) as! [String: Any]
+        let score = (record["stages"] as! [[String: Any]]).first { $0["name"] as? String == "score" }!
+        let archive = (((score["outputs"] as! [String: Any])["metrics.json"] as! [String: Any])["archive"] as! String).dropFirst(7)
+        try FileManager.default.removeItem(atPath: ws.dir("cache/cas/sha256/\(archive.prefix(2))/\(archive)"))
+        let out = await ws.kiln(["export", id, "-o", ws.dir("run.kiln")])
+        #expect(out.status == 65 && out.stderr.contains("sha256:\(archive)") && out.stderr.contains("no longer holds"), "\(out)")
+        #expect(!ws.exists("run.kiln"))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: ws.dir.path)) ?? []).allSatisfy { !$0.contains("kiln-tmp") })
+    }
 }
