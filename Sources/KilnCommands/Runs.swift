@@ -26,7 +26,7 @@ extension Kiln {
         @Option(name: .customShort("n"), help: ArgumentHelp("At most this many runs.", valueName: "N"))
         var limit: Int?
 
-        @Flag(name: .customLong("json"), help: "Print a JSON array of {id, digest, record}.")
+        @Flag(name: .customLong("json"), help: "Print a JSON array of {id, digest, record}, each stage with its status, times and metrics (`kiln show RUN --json` prints a whole record).")
         var json = false
 
         func validate() throws {
@@ -44,7 +44,7 @@ extension Kiln {
 
         func run() async throws {
             let catalog = try RecordSupport.catalog(cacheOptions)
-            let all = catalog.list()
+            let all = catalog.list(details: false)
             let unreadable = catalog.ids().count - all.count
             if unreadable > 0 {
                 storeErrorLine("kiln: \(unreadable) run\(unreadable == 1 ? "" : "s") in \(catalog.store.root) could not be read (a record from an older kiln, or a missing blob: `kiln cache verify` checks); not listed.")

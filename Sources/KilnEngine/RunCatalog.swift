@@ -48,13 +48,17 @@ public struct RunCatalog: Sendable {
     }
 
     /// Every readable run, newest first (unreadable ones are left out: `kiln cache verify` names them).
-    public func list() -> [Entry] {
-        ids().compactMap { try? load(id: $0) }.sorted {
+    ///
+    /// With `details: false` only the run blobs are read: each stage has its name, status,
+    /// times, metrics and gates but not its detail (command, env, inputs, outputs) — what a
+    /// listing needs, without reading every stage's detail of every run.
+    public func list(details: Bool = true) -> [Entry] {
+        ids().compactMap { try? load(id: $0, details: details) }.sorted {
             ($0.record.startedAt, $0.id) > ($1.record.startedAt, $1.id)
         }
     }
 
-    func load(id: String) throws(EngineError) -> Entry {
+    func load(id: String, details: Bool = true) throws(EngineError) -> Entry {
         let digest: Digest?
         do { digest = try store.run(id) } catch { throw EngineError(.store, "cannot read run \(id): \(error.message)") }
         guard let digest else { throw EngineError(.unknownRun, "there is no run \(id) in the cache \(store.root).") }
@@ -62,7 +66,8 @@ public struct RunCatalog: Sendable {
         do { bytes = try store.read(digest) } catch {
             throw EngineError(.store, "the record of run \(id) (\(digest)) cannot be read: \(error.message)")
         }
-        guard let record = RunRecord.decode(bytes, blob: { try? store.read($0) }) else {
+        let decoded = details ? RunRecord.decode(bytes, blob: { try? store.read($0) }) : RunRecord.decodeRunPart(bytes)
+        guard let record = decoded else {
             throw EngineError(.store, "the record of run \(id) (\(digest)) is not a kiln run record (\(RunRecord.currentFormat)).")
         }
         return Entry(id: id, digest: digest, record: record)
@@ -76,13 +81,13 @@ public struct RunCatalog: Sendable {
             guard let back, back >= 0 else {
                 throw EngineError(.unknownRun, "'\(name)' is not a run: write latest, latest~N, or a run id from `kiln runs`.")
             }
-            let all = list()
+            let all = list(details: false)
             guard back < all.count else {
                 throw EngineError(.unknownRun, all.isEmpty
                     ? "the cache \(store.root) holds no runs yet: `kiln run` records one."
                     : "'\(name)' goes back further than the \(all.count) runs in the cache.")
             }
-            return all[back]
+            return try load(id: all[back].id)
         }
         let lower = name.lowercased()
         guard lower.count >= 4, lower.allSatisfy(\.isHexDigit) else {
@@ -98,6 +103,6 @@ public struct RunCatalog: Sendable {
 
     /// The id of the run with this invocation id, if the cache still holds it.
     public func id(ofInvocation invocation: String) -> String? {
-        list().first { $0.record.invocation == invocation }?.id
+        list(details: false).first { $0.record.invocation == invocation }?.id
     }
 }

@@ -192,6 +192,17 @@ public struct RunRecord: Codable, Sendable, Equatable {
         return Array((try? encoder.encode(value)) ?? Data())
     }
 
+    /// A run blob alone: stages without their details (see `RunCatalog.list(details:)`).
+    public static func decodeRunPart(_ bytes: [UInt8]) -> RunRecord? {
+        guard let r = try? JSONDecoder().decode(RunRecord.self, from: Data(bytes)), r.format == currentFormat else { return nil }
+        return r
+    }
+
+    static func decodeDetail(_ bytes: [UInt8]) -> StageDetail? {
+        guard let d = try? JSONDecoder().decode(StageDetail.self, from: Data(bytes)), d.format == stageFormat else { return nil }
+        return d
+    }
+
     /// A run blob with its stages' details read through `blob` (the store, or a staged bundle).
     /// Nil when it is not a `kiln-run-2` record or a detail is missing or malformed.
     public static func decode(_ bytes: [UInt8], blob: (Digest) -> [UInt8]?) -> RunRecord? {
@@ -245,14 +256,15 @@ extension RunRecord.StageRecord {
     /// What the run blob keeps of a stage: the detail's fields left out when a detail names them.
     var runPart: RunRecord.StageRecord {
         guard detail != nil else { return self }
+        // Metrics stay here too (small), so a listing of runs needs no detail.
         return RunRecord.StageRecord(name: name, status: status, reason: reason, memoryBytes: memoryBytes,
-                                     timeoutSeconds: timeoutSeconds, seconds: seconds, cachedFrom: cachedFrom,
-                                     gates: gates, detail: detail)
+                                     timeoutSeconds: timeoutSeconds, metrics: metrics, seconds: seconds,
+                                     cachedFrom: cachedFrom, gates: gates, detail: detail)
     }
 
     /// `runPart` as JSON: by hand for the usual stage (a detail, no gates), else JSONEncoder.
     var runPartJSON: [UInt8] {
-        guard let detail, gates == nil, seconds.isFinite, timeoutSeconds?.isFinite ?? true else { return RunRecord.json(runPart) }
+        guard let detail, gates == nil, metrics == nil, seconds.isFinite, timeoutSeconds?.isFinite ?? true else { return RunRecord.json(runPart) }
         var out: [UInt8] = [UInt8(ascii: "{")]
         func key(_ k: String) {
             if out.count > 1 { out.append(UInt8(ascii: ",")) }

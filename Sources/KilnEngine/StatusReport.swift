@@ -112,9 +112,12 @@ extension RunCatalog {
     /// For `kiln status`: the newest recorded key inputs of each stage of `recipe` that ran or
     /// was restored.
     public func lastRecorded(recipe: String) -> [String: RunRecord.StageRecord] {
+        // Newest runs first, reading only the details of stages not found yet.
         var out: [String: RunRecord.StageRecord] = [:]
-        for entry in list() where entry.record.recipe.name == recipe {
-            for s in entry.record.stages where out[s.name] == nil && (s.status == "ran" || s.status == "cached") && s.argv != nil {
+        for entry in list(details: false) where entry.record.recipe.name == recipe {
+            for var s in entry.record.stages where out[s.name] == nil && (s.status == "ran" || s.status == "cached") {
+                guard let d = s.detail, let bytes = try? store.read(d), let detail = RunRecord.decodeDetail(bytes) else { continue }
+                s.merge(detail)
                 out[s.name] = s
             }
         }
