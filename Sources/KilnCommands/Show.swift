@@ -69,6 +69,7 @@ extension Kiln {
                 if let reason = s.reason { lines.append("  why      \(reason)") }
                 if let key = s.key { lines.append("  key      \(key)") }
                 if let argv = s.argv { lines.append("  command  \(argv.last ?? "")") }
+                if let image = s.image { lines.append("  image    \(image.hasPrefix("host:") ? "host toolchain " + image.dropFirst(5) : image)") }
                 for i in s.inputs ?? [] {
                     lines.append("  input    \(i.path)  \(i.tree.map { "tree \($0)" } ?? "archive \(i.archive!)")")
                 }
