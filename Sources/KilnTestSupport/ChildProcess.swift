@@ -40,19 +40,8 @@ public enum ChildProcess {
         posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
         posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
+        var attr = ChildProcess.cleanSignalAttributes()
         defer { posix_spawnattr_destroy(&attr) }
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        posix_spawnattr_setsigmask(&attr, &mask)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for sig in [SIGPIPE, SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTTIN, SIGTTOU] {
-            sigaddset(&defaults, sig)
-        }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let env = environment ?? ProcessInfo.processInfo.environment
         // The working directory is set by a shell that then execs the program.
@@ -134,6 +123,24 @@ public enum ChildProcess {
             data.append(contentsOf: buffer[0..<n])
         }
         return data
+    }
+
+    /// Spawn attributes for a child started with no signal blocked and the usual signals at
+    /// their defaults, whatever the test runner's threads block or ignore. The caller destroys them.
+    static func cleanSignalAttributes() -> posix_spawnattr_t {
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        posix_spawnattr_setsigmask(&attr, &mask)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGPIPE, SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTTIN, SIGTTOU] {
+            sigaddset(&defaults, sig)
+        }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        return attr
     }
 
     /// Runs the built `kiln` with `arguments`.
